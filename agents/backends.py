@@ -1,0 +1,195 @@
+"""Ways to reach a chat model. One request shape, two implementations.
+
+``OpenAICompatBackend`` speaks the OpenAI chat-completions protocol over HTTP (vLLM, SGLang, OpenAI,
+llama.cpp's server). ``LangChainBackend`` wraps any LangChain chat model. Both only translate and
+classify errors (transient vs permanent); retries, caching and accounting live in the engine so
+they behave the same whatever the backend.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit, urlunsplit
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from agents.errors import LLMUnavailable, PermanentLLMError, TransientLLMError
+
+# How constrained decoding is requested. vLLM/SGLang/OpenAI take ``json_schema``; llama-cpp-python's
+# server answers HTTP 500 to that and takes ``json_object`` with a ``schema`` key instead.
+RESPONSE_FORMAT_STYLES = ("json_schema", "json_object", "none")
+
+
+@dataclass
+class BackendRequest:
+    model: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    schema: dict[str, Any] | None = None
+    schema_name: str = "reply"
+
+
+@dataclass
+class BackendResponse:
+    choices: list[str]
+    finish_reasons: list[str | None] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class ChatBackend(Protocol):
+    base_url: str | None
+
+    async def complete(self, req: BackendRequest) -> BackendResponse: ...
+
+    async def check(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def response_format(style: str, schema: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    if schema is None or style == "none":
+        return None
+    if style == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+    if style == "json_object":
+        return {"type": "json_object", "schema": schema}
+    raise ValueError(f"unknown response format style {style!r}; choose one of {RESPONSE_FORMAT_STYLES}")
+
+
+def safe_http_url(url: str | None) -> str | None:
+    """The URL without credentials or query string, safe to store and print."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class OpenAICompatBackend:
+    """POST /chat/completions with ``max_tokens`` sent explicitly (llama.cpp ignores the newer
+    ``max_completion_tokens``). The API key is read from the environment variable named by
+    ``api_key_env`` and lives only in the request header."""
+
+    def __init__(
+        self, base_url: str, api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 120.0,
+        response_format_style: str = "json_schema", max_connections: int = 64,
+    ):
+        if response_format_style not in RESPONSE_FORMAT_STYLES:
+            raise ValueError(f"unknown response format style {response_format_style!r}")
+        self.base_url = base_url.rstrip("/")
+        self.style = response_format_style
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(api_key_env) if api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self._client = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
+
+    async def check(self) -> None:
+        """Fail fast, before a run writes anything, when nothing answers at ``base_url``."""
+        try:
+            resp = await self._client.get(f"{self.base_url}/models", timeout=10.0)
+        except httpx.HTTPError as exc:
+            raise LLMUnavailable(
+                f"cannot reach the model server at {self.base_url}: {type(exc).__name__}: {exc}"
+            ) from None
+        if resp.status_code in (401, 403):
+            raise LLMUnavailable(f"the model server at {self.base_url} refused the API key (HTTP {resp.status_code})")
+        if resp.status_code >= 500:
+            raise LLMUnavailable(f"the model server at {self.base_url} answered HTTP {resp.status_code}")
+
+    async def complete(self, req: BackendRequest) -> BackendResponse:
+        body: dict[str, Any] = {"model": req.model, "messages": req.messages}
+        body.update({k: v for k, v in req.params.items() if v is not None})
+        fmt = response_format(self.style, req.schema, req.schema_name)
+        if fmt is not None:
+            body["response_format"] = fmt
+        try:
+            resp = await self._client.post(f"{self.base_url}/chat/completions", json=body)
+        except httpx.TimeoutException as exc:
+            raise TransientLLMError(f"timeout: {type(exc).__name__}") from None
+        except httpx.TransportError as exc:
+            raise TransientLLMError(f"connection error: {type(exc).__name__}: {exc}") from None
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise TransientLLMError(f"HTTP {resp.status_code}: {resp.text[:200]}", _retry_after(resp))
+        if resp.status_code >= 400:
+            raise PermanentLLMError(f"HTTP {resp.status_code}: {resp.text[:300]}")
+        try:
+            data = resp.json()
+            choices = data["choices"]
+            texts = [(c.get("message") or {}).get("content") or "" for c in choices]
+            reasons = [c.get("finish_reason") for c in choices]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise TransientLLMError(f"malformed response body: {type(exc).__name__}: {resp.text[:200]}") from None
+        usage = data.get("usage") or {}
+        return BackendResponse(
+            choices=texts, finish_reasons=reasons,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class LangChainBackend:
+    """Any LangChain chat model in place of the HTTP client. Configure the model with its own
+    retries off (``max_retries=0``): the engine retries. Sampling parameters are bound per call;
+    ``n`` > 1 becomes n calls. Constrained decoding is not requested: replies are validated."""
+
+    def __init__(self, chat_model: Any, base_url: str | None = None):
+        self.model = chat_model
+        self.base_url = base_url
+
+    async def check(self) -> None:
+        return None
+
+    async def complete(self, req: BackendRequest) -> BackendResponse:
+        params = {k: v for k, v in req.params.items() if v is not None and k != "n"}
+        bound = self.model.bind(**params) if params else self.model
+        out = BackendResponse(choices=[])
+        for _ in range(int(req.params.get("n") or 1)):
+            try:
+                msg = await bound.ainvoke([(m["role"], m["content"]) for m in req.messages])
+            except Exception as exc:  # noqa: BLE001 - classify whatever the integration raises
+                raise _classify_langchain_error(exc) from None
+            content = msg.content if isinstance(msg.content, str) else str(msg.content)
+            out.choices.append(content)
+            meta = getattr(msg, "response_metadata", {}) or {}
+            out.finish_reasons.append(meta.get("finish_reason"))
+            usage = getattr(msg, "usage_metadata", None) or {}
+            out.prompt_tokens += int(usage.get("input_tokens") or 0)
+            out.completion_tokens += int(usage.get("output_tokens") or 0)
+        return out
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _classify_langchain_error(exc: Exception) -> Exception:
+    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
+    name = type(exc).__name__
+    if status is not None:
+        if status == 429 or status >= 500:
+            return TransientLLMError(f"HTTP {status}: {exc}")
+        return PermanentLLMError(f"HTTP {status}: {exc}")
+    if "Timeout" in name or "Connection" in name:
+        return TransientLLMError(f"{name}: {exc}")
+    return PermanentLLMError(f"{name}: {exc}")

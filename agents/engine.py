@@ -1,0 +1,264 @@
+"""The LLM engine: every model call in carealign goes through ``LLMEngine.chat``.
+
+Around a backend it adds what data generation at scale needs:
+- a request cache in the store, keyed by model + messages + sampling params + schema, so re-running
+  finished work makes no calls (identical requests in flight at once are also sent only once);
+- the process-wide limiter (concurrency, requests and tokens per minute);
+- retries with exponential backoff and full jitter on transient errors, honouring Retry-After;
+- structured output: validated with pydantic, one repair round-trip, then a recorded failure;
+- a row in ``llm_calls`` for every outcome, failures included with their reason, and token,
+  latency and cost accounting per call and per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from agents.backends import BackendRequest, BackendResponse, ChatBackend, safe_http_url
+from agents.errors import LLMCallFailed, PermanentLLMError, TransientLLMError
+from agents.limits import Limiter
+from agents.prompts import render
+from agents.structured import parse_reply, schema_of
+from store import Store
+from store.records import add_llm_call, find_cached_call, sha256_of
+
+
+@dataclass
+class EngineConfig:
+    model: str
+    temperature: float = 0.7
+    top_p: float | None = None
+    max_tokens: int = 512
+    cache: bool = True
+    max_retries: int = 5
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    repair_retries: int = 1
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> USD per 1M tokens
+
+
+@dataclass
+class CallContext:
+    """Where a call belongs: recorded with it so every output traces back to its run and input."""
+
+    run_id: str | None = None
+    item_id: int | None = None
+    role: str | None = None
+    prompt_name: str | None = None
+    prompt_hash: str | None = None
+
+
+@dataclass
+class ChatResult:
+    call_id: int | None
+    texts: list[str]
+    parsed: list[Any] | None
+    cached: bool
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+
+    @property
+    def text(self) -> str:
+        return self.texts[0]
+
+    @property
+    def value(self) -> Any:
+        return self.parsed[0] if self.parsed else None
+
+
+@dataclass
+class Usage:
+    calls: int = 0
+    cache_hits: int = 0
+    failures: int = 0
+    retries: int = 0
+    repairs: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class LLMEngine:
+    def __init__(self, backend: ChatBackend, config: EngineConfig, limiter: Limiter, store: Store | None = None):
+        self.backend, self.config, self.limiter, self.store = backend, config, limiter, store
+        self.usage = Usage()
+        self._in_flight: dict[str, asyncio.Future[ChatResult]] = {}
+
+    @property
+    def model(self) -> str:
+        return self.config.model
+
+    def request_params(self, **overrides: Any) -> dict[str, Any]:
+        cfg = self.config
+        params = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens, "n": 1}
+        params.update({k: v for k, v in overrides.items() if v is not None})
+        return {k: v for k, v in params.items() if v is not None}
+
+    async def chat(
+        self, messages: list[dict[str, Any]], *, schema: type[BaseModel] | None = None,
+        ctx: CallContext | None = None, **params: Any,
+    ) -> ChatResult:
+        """One chat request. Raises ``LLMCallFailed`` (already recorded) if no usable reply came."""
+        ctx = ctx or CallContext()
+        req = BackendRequest(
+            model=self.config.model, messages=messages, params=self.request_params(**params),
+            schema=schema_of(schema) if schema else None, schema_name=schema.__name__ if schema else "reply",
+        )
+        key = sha256_of({"model": req.model, "messages": req.messages, "params": req.params, "schema": req.schema})
+        if self.config.cache and self.store is not None:
+            hit = self._from_cache(key, schema)
+            if hit is not None:
+                return hit
+        if key in self._in_flight:  # the same request is already on its way: share its answer
+            return await asyncio.shield(self._in_flight[key])
+        fut: asyncio.Future[ChatResult] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = fut
+        try:
+            result = await self._call(req, key, schema, ctx)
+            fut.set_result(result)
+            return result
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved: waiters re-raise it, nobody else must
+            raise
+        finally:
+            del self._in_flight[key]
+
+    def _from_cache(self, key: str, schema: type[BaseModel] | None) -> ChatResult | None:
+        with self.store.session() as s:
+            row = find_cached_call(s, key)
+            if row is None:
+                return None
+            texts = list(row.choices or [])
+            call_id, pt, ct, lat = row.id, row.prompt_tokens, row.completion_tokens, row.latency_ms
+            stored_parsed = row.parsed
+        parsed = None
+        if schema is not None:
+            parsed = [schema.model_validate(p) if p is not None else None for p in (stored_parsed or [])]
+        self.usage.cache_hits += 1
+        return ChatResult(call_id, texts, parsed, True, pt, ct, lat)
+
+    async def _call(
+        self, req: BackendRequest, key: str, schema: type[BaseModel] | None, ctx: CallContext
+    ) -> ChatResult:
+        start = time.perf_counter()
+        attempts, pt, ct = 0, 0, 0
+        messages = req.messages
+        resp: BackendResponse | None = None
+        parsed: list[Any] | None = None
+        error: str | None = None
+        for repair_round in range(self.config.repair_retries + 1):
+            try:
+                resp, n_attempts = await self._send(BackendRequest(req.model, messages, req.params, req.schema,
+                                                                   req.schema_name))
+                attempts += n_attempts
+            except (TransientLLMError, PermanentLLMError) as exc:
+                attempts += getattr(exc, "attempts", 1)
+                error = str(exc)
+                break
+            pt, ct = pt + resp.prompt_tokens, ct + resp.completion_tokens
+            if schema is None:
+                error = None
+                break
+            parsed, problems = self._validate(resp.choices, schema)
+            if any(p is not None for p in parsed):
+                error = None
+                break
+            error = f"invalid structured reply: {problems[0]}"
+            if repair_round < self.config.repair_retries:
+                self.usage.repairs += 1
+                messages = req.messages + [
+                    {"role": "assistant", "content": resp.choices[0]},
+                    {"role": "user", "content": render("repair", problem=problems[0], schema=req.schema)[0]["content"]},
+                ]
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        cost = self._cost(pt, ct)
+        self.usage.calls += 1
+        self.usage.retries += max(0, attempts - 1)
+        self.usage.prompt_tokens += pt
+        self.usage.completion_tokens += ct
+        self.usage.latency_ms += latency_ms
+        self.usage.cost_usd += cost or 0.0
+        ok = error is None
+        if not ok:
+            self.usage.failures += 1
+        call_id = self._record(req, key, ctx, resp, parsed, pt, ct, latency_ms, attempts, cost, error)
+        if not ok:
+            raise LLMCallFailed(error, call_id)
+        return ChatResult(call_id, list(resp.choices), parsed, False, pt, ct, latency_ms)
+
+    async def _send(self, req: BackendRequest) -> tuple[BackendResponse, int]:
+        """Send with retries; returns the response and the number of attempts it took."""
+        est = sum(len(str(m.get("content", ""))) for m in req.messages) // 3 + int(req.params.get("max_tokens", 0))
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self.limiter.slot(est):
+                    resp = await self.backend.complete(req)
+                self.limiter.settle_tokens(est, resp.prompt_tokens + resp.completion_tokens)
+                return resp, attempt
+            except TransientLLMError as exc:
+                if attempt > self.config.max_retries:
+                    exc.attempts = attempt  # type: ignore[attr-defined]
+                    exc.args = (f"{exc.reason} (gave up after {attempt} attempts)",)
+                    raise
+                await asyncio.sleep(self._backoff(attempt, exc.retry_after))
+            except PermanentLLMError as exc:
+                exc.attempts = attempt  # type: ignore[attr-defined]
+                raise
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Full-jitter exponential backoff, but never sooner than the server's Retry-After."""
+        cap = min(self.config.backoff_max, self.config.backoff_base * (2 ** (attempt - 1)))
+        delay = random.uniform(0, cap)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.config.backoff_max))
+        return delay
+
+    @staticmethod
+    def _validate(choices: list[str], schema: type[BaseModel]) -> tuple[list[Any], list[str]]:
+        parsed, problems = [], []
+        for text in choices:
+            try:
+                parsed.append(parse_reply(text, schema))
+            except ValueError as exc:
+                parsed.append(None)
+                problems.append(str(exc))
+        return parsed, problems or ["no choices in the reply"]
+
+    def _cost(self, pt: int, ct: int) -> float | None:
+        price = self.config.prices.get(self.config.model)
+        if not price:
+            return None
+        return (pt * price.get("input", 0.0) + ct * price.get("output", 0.0)) / 1_000_000
+
+    def _record(self, req, key, ctx, resp, parsed, pt, ct, latency_ms, attempts, cost, error) -> int | None:
+        if self.store is None:
+            return None
+        with self.store.session() as s:
+            return add_llm_call(
+                s, request_hash=key, run_id=ctx.run_id, item_id=ctx.item_id, role=ctx.role,
+                prompt_name=ctx.prompt_name, prompt_hash=ctx.prompt_hash, model=req.model,
+                base_url=safe_http_url(self.backend.base_url),
+                messages=req.messages, params=req.params, response_schema=req.schema,
+                choices=list(resp.choices) if resp else None,
+                parsed=[p.model_dump(mode="json") if p is not None else None for p in parsed] if parsed else None,
+                finish_reasons=list(resp.finish_reasons) if resp else None,
+                prompt_tokens=pt, completion_tokens=ct, latency_ms=latency_ms, attempts=attempts,
+                cost_usd=cost, ok=error is None, error=error,
+            )
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()

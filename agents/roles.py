@@ -1,0 +1,116 @@
+"""Agent roles of the first workflow: an answer generator and a rubric judge.
+
+A role owns its prompt template and its reply schema; it knows nothing of graphs or the store
+beyond the ``CallContext`` it passes to the engine for traceability.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, create_model
+
+from agents.engine import CallContext, ChatResult, LLMEngine
+from agents.prompts import prompt_hash, render
+
+RUBRICS_DIR = Path(__file__).parent / "rubrics"
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    description: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class SimpleRubric:
+    name: str
+    criteria: tuple[Criterion, ...]
+
+    def weighted(self, scores: dict[str, float]) -> float:
+        total = sum(c.weight for c in self.criteria)
+        return sum(c.weight * scores[c.name] for c in self.criteria) / total
+
+
+def load_rubric(path_or_name: str | Path = "generic_medical") -> SimpleRubric:
+    """Load a rubric JSON file (``{"name", "criteria": [{"name", "description", "weight"}]}``)."""
+    path = Path(path_or_name)
+    if not path.suffix:
+        path = RUBRICS_DIR / f"{path_or_name}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"rubric file {str(path)!r} does not exist") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not valid UTF-8 JSON: {exc}") from None
+    crits = []
+    for i, c in enumerate(data.get("criteria") or []):
+        where = f"{path}: criteria[{i}]"
+        if not isinstance(c, dict) or not _NAME.match(str(c.get("name", ""))):
+            raise ValueError(f"{where}: field 'name' must be a lower-case identifier")
+        if not isinstance(c.get("weight"), (int, float)) or c["weight"] <= 0:
+            raise ValueError(f"{where}: field 'weight' must be a positive number")
+        crits.append(Criterion(c["name"], str(c.get("description", "")), float(c["weight"])))
+    if not crits:
+        raise ValueError(f"{path}: field 'criteria' must list at least one criterion")
+    return SimpleRubric(str(data.get("name", path.stem)), tuple(crits))
+
+
+class CriterionVerdict(BaseModel):
+    score: int = Field(ge=0, le=10, description="0 = fails completely, 10 = fully meets the criterion")
+    reason: str = Field(max_length=600)
+
+
+def judge_reply_model(rubric: SimpleRubric) -> type[BaseModel]:
+    """One required field per criterion, so constrained decoding cannot skip or rename one."""
+    fields: dict[str, Any] = {c.name: (CriterionVerdict, ...) for c in rubric.criteria}
+    return create_model(f"Grades_{rubric.name}", **fields)
+
+
+def conversation_of(payload: dict[str, Any]) -> list[dict[str, str]]:
+    """The user-side conversation of an instruction item (single prompt or multi-turn messages)."""
+    if payload.get("messages"):
+        return [{"role": m["role"], "content": m["content"]} for m in payload["messages"]]
+    return [{"role": "user", "content": payload["prompt"]}]
+
+
+def question_text(payload: dict[str, Any]) -> str:
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in conversation_of(payload)) \
+        if payload.get("messages") else payload["prompt"]
+
+
+class AnswerGenerator:
+    role = "generator"
+    prompt = "answer"
+
+    def __init__(self, engine: LLMEngine):
+        self.engine = engine
+
+    async def answer(self, payload: dict[str, Any], seed: int, ctx: CallContext, **params: Any) -> ChatResult:
+        system = render(self.prompt)[0]
+        messages = [system, *conversation_of(payload)]
+        ctx.role, ctx.prompt_name, ctx.prompt_hash = self.role, self.prompt, prompt_hash(self.prompt)
+        return await self.engine.chat(messages, ctx=ctx, seed=seed, **params)
+
+
+class RubricJudge:
+    role = "judge"
+    prompt = "judge"
+
+    def __init__(self, engine: LLMEngine, rubric: SimpleRubric):
+        self.engine, self.rubric = engine, rubric
+        self.reply_model = judge_reply_model(rubric)
+
+    async def grade(self, payload: dict[str, Any], answer: str, ctx: CallContext) -> tuple[ChatResult, dict]:
+        messages = render(self.prompt, question=question_text(payload), answer=answer,
+                          criteria=self.rubric.criteria)
+        ctx.role, ctx.prompt_name, ctx.prompt_hash = self.role, self.prompt, prompt_hash(self.prompt)
+        result = await self.engine.chat(messages, schema=self.reply_model, ctx=ctx, temperature=0.0, seed=0)
+        verdicts: dict[str, CriterionVerdict] = {c.name: getattr(result.value, c.name) for c in self.rubric.criteria}
+        return result, verdicts

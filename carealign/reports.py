@@ -1,0 +1,92 @@
+"""Tables for the terminal: run lists, one run in detail, a workflow's summary."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from graphs.generate import GenerateReport
+from store import Store, StoreError
+from store.models import Candidate, Judgment, LLMCall, PreferencePair, Run
+
+
+def _tokens(usage: dict[str, Any]) -> tuple[int, int]:
+    return (sum(u.get("prompt_tokens", 0) for u in usage.values()),
+            sum(u.get("completion_tokens", 0) for u in usage.values()))
+
+
+def generate_summary_table(report: GenerateReport, store: Store) -> Table:
+    s = report.summary
+    calls = sum(u["calls"] for u in report.usage.values())
+    hits = sum(u["cache_hits"] for u in report.usage.values())
+    failures = sum(u["failures"] for u in report.usage.values())
+    retries = sum(u["retries"] for u in report.usage.values())
+    pt, ct = _tokens(report.usage)
+    with store.session() as sess:
+        total_pairs = sess.scalar(select(func.count()).select_from(PreferencePair))
+    t = Table(title=f"generate: run {report.run_id}", show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    rows = [
+        ("items in input", f"{report.items}"),
+        ("items processed now", f"{s.done + s.failed} ({s.failed} failed)"),
+        ("outcomes", ", ".join(f"{k}: {v}" for k, v in sorted(s.outcomes.items())) or "none (all done before)"),
+        ("LLM calls made", f"{calls} ({retries} retries, {failures} failed)"),
+        ("cache hits", f"{hits}"),
+        ("tokens in / out", f"{pt:,} / {ct:,}"),
+        ("new pairs", f"{report.new_pairs}"),
+        ("pairs in store", f"{total_pairs}"),
+        ("time", f"{s.seconds:.1f} s"),
+        ("output tokens / s", f"{ct / s.seconds:.1f}" if s.seconds > 0 else "-"),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
+
+def runs_table(store: Store, limit: int) -> Table:
+    t = Table(title=f"runs in {store.safe_url}")
+    for col in ("run", "kind", "status", "started", "seconds", "calls", "pairs", "code"):
+        t.add_column(col)
+    with store.session() as s:
+        for r in s.scalars(select(Run).order_by(Run.started_at.desc()).limit(limit)):
+            secs = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
+            usage = (r.stats or {}).get("usage", {})
+            calls = sum(u.get("calls", 0) for u in usage.values())
+            t.add_row(r.id, r.kind, r.status, r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                      f"{secs:.1f}" if secs is not None else "-", str(calls),
+                      str((r.stats or {}).get("new_pairs", "-")), r.code_version)
+    return t
+
+
+def show_run(console: Console, store: Store, run_id: str) -> None:
+    with store.session() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise StoreError(f"no run {run_id!r} in {store.safe_url} (see `carealign runs list`)")
+        counts = {
+            "llm_calls": s.scalar(select(func.count()).select_from(LLMCall).where(LLMCall.run_id == run_id)),
+            "failed llm_calls": s.scalar(select(func.count()).select_from(LLMCall)
+                                         .where(LLMCall.run_id == run_id, LLMCall.ok.is_(False))),
+            "candidates": s.scalar(select(func.count()).select_from(Candidate).where(Candidate.run_id == run_id)),
+            "judgments": s.scalar(select(func.count()).select_from(Judgment).where(Judgment.run_id == run_id)),
+            "pairs": s.scalar(select(func.count()).select_from(PreferencePair)
+                              .where(PreferencePair.run_id == run_id)),
+        }
+        t = Table(title=f"run {run.id}", show_header=False)
+        t.add_column("field")
+        t.add_column("value")
+        for k, v in [("kind", run.kind), ("status", run.status), ("job", run.job_key or "-"),
+                     ("code", run.code_version), ("config hash", run.config_hash[:16]),
+                     ("started", str(run.started_at)), ("finished", str(run.finished_at or "-")),
+                     ("error", run.error or "-"), *[(k, str(v)) for k, v in counts.items()]]:
+            t.add_row(k, v)
+        console.print(t)
+        console.print("[bold]config[/]")
+        console.print_json(json.dumps(run.config))
+        console.print("[bold]stats[/]")
+        console.print_json(json.dumps(run.stats))

@@ -1,0 +1,95 @@
+"""Reading instruction files: JSONL, validated line by line before anything is stored.
+
+Each line is one instruction: ``{"prompt": "..."}`` or ``{"messages": [{"role", "content"}, ...]}``,
+with optional ``id``, ``lang`` and ``meta``. Every problem is reported with the file, line and field,
+and the whole file is read first, so a bad line never leaves half an input set in the store.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class InputError(ValueError):
+    """An input file that cannot be used as given."""
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(min_length=1)
+
+
+class Instruction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | int | None = None
+    prompt: str | None = Field(default=None, min_length=1)
+    messages: list[Message] | None = Field(default=None, min_length=1)
+    lang: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Instruction:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of 'prompt' or 'messages'")
+        if self.messages is not None and self.messages[-1].role != "user":
+            raise ValueError("the last message must have role 'user'")
+        return self
+
+    def payload(self) -> dict[str, Any]:
+        """What identifies the instruction's content (the item's hash covers exactly this)."""
+        data = self.model_dump(mode="json", exclude_none=True, exclude={"id"})
+        if not data.get("meta"):
+            data.pop("meta", None)
+        return data
+
+
+def read_jsonl(path: str | Path, model: type[BaseModel]) -> list[tuple[int, BaseModel]]:
+    """Parse and validate every line; returns (line number, record). Blank lines are skipped."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file does not exist")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a JSONL file")
+    raw = path.read_bytes()
+    records: list[tuple[int, BaseModel]] = []
+    for lineno, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}:{lineno}: not valid UTF-8 (byte {exc.start} of the line)") from None
+        text = text.strip().lstrip("\ufeff")
+        if not text:
+            continue
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}")
+        try:
+            records.append((lineno, model.model_validate(data)))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "(record)"
+            raise InputError(f"{path}:{lineno}: field '{field}': {err['msg']}") from None
+    if not records:
+        raise InputError(f"{path}: no records (the file is empty)")
+    return records
+
+
+def read_instructions(path: str | Path) -> list[dict[str, Any]]:
+    """Instruction records ready for ``store.records.upsert_items``."""
+    out = []
+    for lineno, ins in read_jsonl(path, Instruction):
+        assert isinstance(ins, Instruction)
+        out.append({
+            "payload": ins.payload(),
+            "external_id": None if ins.id is None else str(ins.id),
+            "source": f"{Path(path).name}:{lineno}",
+        })
+    return out

@@ -1,0 +1,113 @@
+"""Drive a per-item graph over a job's work queue: claim, run, complete, repeat.
+
+Several processes (on PostgreSQL, several machines) can run the same job at once: each claims items
+through the store and never processes an item another worker holds. Within a process, up to
+``item_concurrency`` items are in flight; the LLM limiter bounds the calls they make together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import update
+
+from store import Store
+from store.models import WorkItem
+from store.queue import CLAIMED, PENDING, claim, complete
+
+
+@dataclass
+class ItemOutcome:
+    item_id: int
+    ok: bool
+    outcome: str
+    failures: list[str] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JobSummary:
+    done: int = 0
+    failed: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+
+def worker_name(run_id: str) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{run_id[:8]}"
+
+
+Judge = Callable[[dict[str, Any]], tuple[bool, str, list[str]]]
+
+
+async def run_job(
+    store: Store, graph: Any, run_id: str, job_key: str, judge_state: Judge, *,
+    item_concurrency: int = 8, lease_seconds: float = 600.0,
+    on_item: Callable[[ItemOutcome], None] | None = None,
+) -> JobSummary:
+    """Process every claimable item of ``job_key``; ``judge_state`` turns a final state into
+    (ok, outcome, failures). Items whose graph raised are failed with the exception as reason."""
+    worker = worker_name(run_id)
+    summary = JobSummary()
+    start = time.perf_counter()
+    running: dict[asyncio.Task[ItemOutcome], int] = {}
+
+    async def process(work_id: int, item_id: int) -> ItemOutcome:
+        try:
+            state = await graph.ainvoke({"run_id": run_id, "item_id": item_id})
+            ok, outcome, failures = judge_state(state)
+        except Exception as exc:  # noqa: BLE001 - one broken item must not stop the job
+            ok, outcome, failures, state = False, "error", [f"{type(exc).__name__}: {exc}"], {}
+        with store.session() as s:
+            complete(s, work_id, worker, None if ok else "; ".join(failures)[:4000] or outcome)
+        return ItemOutcome(item_id, ok, outcome, failures, state)
+
+    try:
+        while True:
+            free = item_concurrency - len(running)
+            if free > 0:  # top up; also picks up items whose dead worker's lease expired
+                with store.session() as s:
+                    claimed = claim(s, job_key, worker, free, lease_seconds, run_id)
+                for work_id, item_id in claimed:
+                    running[asyncio.create_task(process(work_id, item_id))] = work_id
+            if not running:
+                break
+            finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                running.pop(task)
+                res = task.result()
+                summary.done += res.ok
+                summary.failed += not res.ok
+                key = res.outcome.split(":")[0]
+                summary.outcomes[key] = summary.outcomes.get(key, 0) + 1
+                if on_item:
+                    on_item(res)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        summary.interrupted = True
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        release(store, worker, list(running.values()))
+        raise
+    finally:
+        summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def release(store: Store, worker: str, work_ids: list[int]) -> None:
+    """Hand unfinished claims back to the queue at once (instead of waiting for their lease)."""
+    if not work_ids:
+        return
+    with store.session() as s:
+        s.execute(
+            update(WorkItem)
+            .where(WorkItem.id.in_(work_ids), WorkItem.claimed_by == worker, WorkItem.status == CLAIMED)
+            .values(status=PENDING, claimed_by=None, claimed_at=None)
+        )

@@ -1,0 +1,234 @@
+"""SQLAlchemy 2.0 typed models: the one record of every step carealign takes.
+
+Every row that an LLM produced points back to the ``llm_calls`` row that made it, and every
+``llm_calls`` row points to its run (config, code version), its prompt template and its item, so any
+stored pair can be traced to the run, config, prompt, model and inputs behind it.
+
+Uniqueness constraints carry idempotency: writers use insert-or-ignore on these keys, so re-running
+the same work inserts nothing twice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# JSONB on PostgreSQL (indexable, compact), plain JSON text elsewhere.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+# Integer primary keys that autoincrement on SQLite and are 64-bit on PostgreSQL.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONType, list[Any]: JSONType}
+
+
+class Run(Base):
+    """One invocation of a workflow: what was asked (config), by which code, and how it went."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    job_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    config_hash: Mapped[str] = mapped_column(String(64))
+    code_version: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    stats: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Item(Base):
+    """An input (instruction, dialogue, text to check), unique by dataset and content hash."""
+
+    __tablename__ = "items"
+    __table_args__ = (UniqueConstraint("dataset", "content_hash", name="uq_items_dataset_hash"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(String(255))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    source: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LLMCall(Base):
+    """One chat request and its outcome. Doubles as the request cache (by ``request_hash``)."""
+
+    __tablename__ = "llm_calls"
+    __table_args__ = (Index("ix_llm_calls_cache", "request_hash", "ok"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"), index=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), index=True)
+    role: Mapped[str | None] = mapped_column(String(64))
+    prompt_name: Mapped[str | None] = mapped_column(String(128))
+    prompt_hash: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(255))
+    base_url: Mapped[str | None] = mapped_column(String(1024))
+    messages: Mapped[list[Any]] = mapped_column(JSONType)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    response_schema: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    choices: Mapped[list[Any] | None] = mapped_column(JSONType)
+    parsed: Mapped[list[Any] | None] = mapped_column(JSONType)
+    finish_reasons: Mapped[list[Any] | None] = mapped_column(JSONType)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    ok: Mapped[bool] = mapped_column(Boolean, default=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Candidate(Base):
+    """One generated answer; a cached call yields the same candidate, never a second row."""
+
+    __tablename__ = "candidates"
+    __table_args__ = (
+        UniqueConstraint("item_id", "llm_call_id", "choice_index", name="uq_candidates_call_choice"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    llm_call_id: Mapped[int] = mapped_column(ForeignKey("llm_calls.id"))
+    choice_index: Mapped[int] = mapped_column(Integer, default=0)
+    sample_index: Mapped[int] = mapped_column(Integer, default=0)
+    model: Mapped[str] = mapped_column(String(255))
+    text: Mapped[str] = mapped_column(Text)
+    text_hash: Mapped[str] = mapped_column(String(64), index=True)
+    scores: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Judgment(Base):
+    """A judge's verdict on one candidate for one criterion."""
+
+    __tablename__ = "judgments"
+    __table_args__ = (
+        UniqueConstraint("candidate_id", "criterion", "llm_call_id", name="uq_judgments_cand_crit_call"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id"), index=True)
+    llm_call_id: Mapped[int] = mapped_column(ForeignKey("llm_calls.id"))
+    criterion: Mapped[str] = mapped_column(String(512))
+    criterion_kind: Mapped[str | None] = mapped_column(String(32))
+    score: Mapped[float | None] = mapped_column(Float)
+    met: Mapped[bool | None] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(Text)
+    judge_model: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PreferencePair(Base):
+    """A chosen/rejected pair in trl's conversational shape, with the evidence behind it."""
+
+    __tablename__ = "preference_pairs"
+    __table_args__ = (Index("ix_pairs_kind_run", "kind", "run_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    pair_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), index=True)
+    prompt: Mapped[list[Any]] = mapped_column(JSONType)
+    chosen: Mapped[str] = mapped_column(Text)
+    rejected: Mapped[str] = mapped_column(Text)
+    chosen_candidate_id: Mapped[int | None] = mapped_column(ForeignKey("candidates.id"))
+    rejected_candidate_id: Mapped[int | None] = mapped_column(ForeignKey("candidates.id"))
+    margin: Mapped[float] = mapped_column(Float)
+    margins: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    language: Mapped[str | None] = mapped_column(String(16))
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TreeNode(Base):
+    """One node of a search tree, persisted node by node so a search resumes after a crash."""
+
+    __tablename__ = "tree_nodes"
+    __table_args__ = (UniqueConstraint("tree_id", "path", name="uq_tree_nodes_path"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tree_id: Mapped[str] = mapped_column(String(64), index=True)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("tree_nodes.id"))
+    path: Mapped[str] = mapped_column(String(2048))
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    action: Mapped[str | None] = mapped_column(String(255))
+    prior: Mapped[float] = mapped_column(Float, default=0.0)
+    visits: Mapped[int] = mapped_column(Integer, default=0)
+    value: Mapped[float] = mapped_column(Float, default=0.0)
+    ended: Mapped[bool] = mapped_column(Boolean, default=False)
+    evaluated: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    llm_call_ids: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class BenchResult(Base):
+    """A benchmark outcome: per item (item_id set) or a run summary (item_id null)."""
+
+    __tablename__ = "bench_results"
+    __table_args__ = (UniqueConstraint("run_id", "bench", "result_key", name="uq_bench_results_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    bench: Mapped[str] = mapped_column(String(64))
+    result_key: Mapped[str] = mapped_column(String(255))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    model: Mapped[str | None] = mapped_column(String(255))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    llm_call_ids: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WorkItem(Base):
+    """A unit of work in a job's queue; claimed with row locks so workers never share an item."""
+
+    __tablename__ = "work_items"
+    __table_args__ = (
+        UniqueConstraint("job_key", "item_id", name="uq_work_items_job_item"),
+        Index("ix_work_items_claim", "job_key", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_key: Mapped[str] = mapped_column(String(64))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

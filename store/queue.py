@@ -1,0 +1,95 @@
+"""A work queue in the store, so several worker processes share one job without overlap.
+
+A job (identified by ``job_key``: the workflow plus the config that shapes its output) has one row
+per item. Workers claim pending rows with a single ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE
+SKIP LOCKED) RETURNING``: on PostgreSQL concurrent claimers skip each other's locked rows; on SQLite
+the statement is atomic because SQLite serialises writers. A claim whose worker died is taken over
+once its lease has expired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from store.db import insert_ignore
+from store.models import WorkItem
+
+PENDING, CLAIMED, DONE, FAILED = "pending", "claimed", "done", "failed"
+
+
+def enqueue(session: Session, job_key: str, item_ids: Sequence[int]) -> None:
+    """Add items to a job; items already queued (in any state) are left as they are."""
+    insert_ignore(
+        session, WorkItem, [{"job_key": job_key, "item_id": i, "status": PENDING} for i in item_ids],
+        ["job_key", "item_id"],
+    )
+
+
+def retry_failed(session: Session, job_key: str) -> int:
+    """Put a job's failed items back to pending (a re-run retries what failed before)."""
+    res = session.execute(
+        update(WorkItem)
+        .where(WorkItem.job_key == job_key, WorkItem.status == FAILED)
+        .values(status=PENDING, error=None)
+    )
+    return int(res.rowcount or 0)
+
+
+def claim(
+    session: Session, job_key: str, worker: str, limit: int, lease_seconds: float = 600.0,
+    run_id: str | None = None,
+) -> list[tuple[int, int]]:
+    """Claim up to ``limit`` items of a job for ``worker``; returns ``(work_id, item_id)`` pairs."""
+    now = datetime.now(UTC)
+    stale = now - timedelta(seconds=lease_seconds)
+    candidates = (
+        select(WorkItem.id)
+        .where(
+            WorkItem.job_key == job_key,
+            or_(
+                WorkItem.status == PENDING,
+                (WorkItem.status == CLAIMED) & (WorkItem.claimed_at < stale),
+            ),
+        )
+        .order_by(WorkItem.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    stmt = (
+        update(WorkItem)
+        .where(WorkItem.id.in_(candidates))
+        .values(status=CLAIMED, claimed_by=worker, claimed_at=now, attempts=WorkItem.attempts + 1,
+                run_id=run_id)
+        .returning(WorkItem.id, WorkItem.item_id)
+    )
+    rows = session.execute(stmt).all()
+    return sorted((int(w), int(i)) for w, i in rows)
+
+
+def complete(session: Session, work_id: int, worker: str, error: str | None = None) -> None:
+    """Mark a claimed item done (or failed, with its reason). Only the claiming worker may."""
+    session.execute(
+        update(WorkItem)
+        .where(WorkItem.id == work_id, WorkItem.claimed_by == worker)
+        .values(status=FAILED if error else DONE, error=error)
+    )
+
+
+def progress(session: Session, job_key: str) -> dict[str, int]:
+    q = select(WorkItem.status, func.count()).where(WorkItem.job_key == job_key).group_by(WorkItem.status)
+    counts = {PENDING: 0, CLAIMED: 0, DONE: 0, FAILED: 0}
+    counts.update({s: int(n) for s, n in session.execute(q)})
+    return counts
+
+
+def requeue_done(session: Session, job_key: str) -> int:
+    """Put every finished item of a job back to pending (to redo the job, e.g. with the cache off)."""
+    res = session.execute(
+        update(WorkItem).where(WorkItem.job_key == job_key, WorkItem.status == DONE).values(status=PENDING)
+    )
+    return int(res.rowcount or 0)

@@ -1,0 +1,188 @@
+"""Idempotent writes and the reads workflows need: runs, items, LLM calls, candidates, pairs.
+
+Each writer is keyed by a natural unique key (content hash, call + choice, pair hash), so running
+the same work twice stores it once. Callers pass a Session so that several writes commit together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from store.db import insert_ignore
+from store.models import Candidate, Item, Judgment, LLMCall, PreferencePair, Run
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def sha256_of(obj: Any) -> str:
+    data = obj if isinstance(obj, str) else canonical_json(obj)
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()
+
+
+@cache
+def code_version() -> str:
+    """The git commit of the checkout (with ``+dirty``), else the installed package version."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        return f"git:{sha}{'+dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return f"carealign=={version('carealign')}"
+        except PackageNotFoundError:
+            return "unknown"
+
+
+# -- runs ---------------------------------------------------------------------------------------
+def create_run(session: Session, kind: str, config: dict[str, Any], job_key: str | None = None) -> str:
+    run_id = uuid.uuid4().hex
+    session.add(
+        Run(
+            id=run_id, kind=kind, job_key=job_key, status="running", config=config,
+            config_hash=sha256_of(config), code_version=code_version(), stats={},
+        )
+    )
+    return run_id
+
+
+def finish_run(session: Session, run_id: str, status: str, stats: dict[str, Any], error: str | None = None):
+    session.execute(
+        update(Run)
+        .where(Run.id == run_id)
+        .values(status=status, stats=stats, error=error, finished_at=datetime.now(UTC))
+    )
+
+
+# -- items --------------------------------------------------------------------------------------
+def upsert_items(session: Session, dataset: str, records: Sequence[dict[str, Any]]) -> list[int]:
+    """Store inputs once per (dataset, content hash); returns their ids in input order.
+
+    Each record is ``{"payload": {...}, "external_id": str|None, "source": "file:line"}``; the
+    hash covers the payload only, so the same instruction read from two files is one item.
+    """
+    rows = [
+        {
+            "dataset": dataset,
+            "content_hash": sha256_of(r["payload"]),
+            "external_id": r.get("external_id"),
+            "payload": r["payload"],
+            "source": r.get("source"),
+        }
+        for r in records
+    ]
+    insert_ignore(session, Item, rows, ["dataset", "content_hash"])
+    hashes = [r["content_hash"] for r in rows]
+    ids: dict[str, int] = {}
+    for chunk_start in range(0, len(hashes), 500):
+        chunk = hashes[chunk_start : chunk_start + 500]
+        q = select(Item.content_hash, Item.id).where(Item.dataset == dataset, Item.content_hash.in_(chunk))
+        ids.update({h: i for h, i in session.execute(q)})
+    return [ids[h] for h in hashes]
+
+
+def get_item(session: Session, item_id: int) -> Item:
+    item = session.get(Item, item_id)
+    if item is None:
+        raise KeyError(f"item {item_id} not found")
+    return item
+
+
+# -- LLM calls (the request cache) --------------------------------------------------------------
+def find_cached_call(session: Session, request_hash: str) -> LLMCall | None:
+    q = (
+        select(LLMCall)
+        .where(LLMCall.request_hash == request_hash, LLMCall.ok.is_(True))
+        .order_by(LLMCall.id)
+        .limit(1)
+    )
+    return session.scalars(q).first()
+
+
+def add_llm_call(session: Session, **fields: Any) -> int:
+    call = LLMCall(**fields)
+    session.add(call)
+    session.flush()
+    return call.id
+
+
+# -- candidates, judgments, pairs ---------------------------------------------------------------
+def add_candidate(session: Session, **fields: Any) -> int:
+    """Insert a candidate unless this (item, call, choice) is stored already; returns its id."""
+    fields.setdefault("text_hash", sha256_of(normalise_text(fields["text"])))
+    insert_ignore(session, Candidate, [fields], ["item_id", "llm_call_id", "choice_index"])
+    q = select(Candidate.id).where(
+        Candidate.item_id == fields["item_id"],
+        Candidate.llm_call_id == fields["llm_call_id"],
+        Candidate.choice_index == fields.get("choice_index", 0),
+    )
+    return session.scalars(q).one()
+
+
+def set_candidate_scores(session: Session, candidate_id: int, scores: dict[str, Any]) -> None:
+    session.execute(update(Candidate).where(Candidate.id == candidate_id).values(scores=scores))
+
+
+def add_judgments(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    insert_ignore(session, Judgment, rows, ["candidate_id", "criterion", "llm_call_id"])
+    if not rows:
+        return []
+    q = select(Judgment.id, Judgment.criterion).where(
+        Judgment.candidate_id == rows[0]["candidate_id"], Judgment.llm_call_id == rows[0]["llm_call_id"]
+    )
+    by_criterion = {c: i for i, c in session.execute(q)}
+    return [by_criterion[r["criterion"]] for r in rows]
+
+
+def pair_hash(kind: str, prompt: Any, chosen: str, rejected: str) -> str:
+    return sha256_of([kind, prompt, normalise_text(chosen), normalise_text(rejected)])
+
+
+def add_pairs(session: Session, pairs: Iterable[dict[str, Any]]) -> int:
+    """Insert preference pairs, skipping ones already stored; returns how many were new."""
+    rows = []
+    for p in pairs:
+        row = dict(p)
+        row.setdefault("pair_hash", pair_hash(row["kind"], row["prompt"], row["chosen"], row["rejected"]))
+        rows.append(row)
+    if not rows:
+        return 0
+    before = session.scalar(select(func.count()).select_from(PreferencePair))
+    insert_ignore(session, PreferencePair, rows, ["pair_hash"])
+    after = session.scalar(select(func.count()).select_from(PreferencePair))
+    return int(after - before)
+
+
+def normalise_text(text: str) -> str:
+    """Whitespace- and case-insensitive form used for exact-duplicate detection."""
+    return " ".join(text.split()).casefold()
+
+
+def table_counts(session: Session) -> dict[str, int]:
+    from store.models import Base
+
+    return {
+        name: int(session.scalar(select(func.count()).select_from(table)))
+        for name, table in sorted(Base.metadata.tables.items())
+    }
