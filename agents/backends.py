@@ -9,9 +9,9 @@ they behave the same whatever the backend.
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit, urlunsplit
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -53,7 +53,7 @@ def response_format(style: str, schema: dict[str, Any] | None, name: str) -> dic
     if schema is None or style == "none":
         return None
     if style == "json_schema":
-        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": False}}
     if style == "json_object":
         return {"type": "json_object", "schema": schema}
     raise ValueError(f"unknown response format style {style!r}; choose one of {RESPONSE_FORMAT_STYLES}")
@@ -108,12 +108,13 @@ class OpenAICompatBackend:
             resp = await self._client.get(f"{self.base_url}/models", timeout=10.0)
         except httpx.HTTPError as exc:
             raise LLMUnavailable(
-                f"cannot reach the model server at {self.base_url}: {type(exc).__name__}: {exc}"
+                f"cannot reach the model server at {safe_http_url(self.base_url)}: {type(exc).__name__}"
             ) from None
+        where = safe_http_url(self.base_url)
         if resp.status_code in (401, 403):
-            raise LLMUnavailable(f"the model server at {self.base_url} refused the API key (HTTP {resp.status_code})")
+            raise LLMUnavailable(f"the model server at {where} refused the API key (HTTP {resp.status_code})")
         if resp.status_code >= 500:
-            raise LLMUnavailable(f"the model server at {self.base_url} answered HTTP {resp.status_code}")
+            raise LLMUnavailable(f"the model server at {where} answered HTTP {resp.status_code}")
 
     async def complete(self, req: BackendRequest) -> BackendResponse:
         body: dict[str, Any] = {"model": req.model, "messages": req.messages}
@@ -134,16 +135,18 @@ class OpenAICompatBackend:
         try:
             data = resp.json()
             choices = data["choices"]
+            if not choices:
+                raise ValueError("the reply has no choices")
             texts = [(c.get("message") or {}).get("content") or "" for c in choices]
             reasons = [c.get("finish_reason") for c in choices]
+            usage = data.get("usage") or {}
+            prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            completion_tokens = int(usage.get("completion_tokens") or 0)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise TransientLLMError(f"malformed response body: {type(exc).__name__}: {resp.text[:200]}") from None
-        usage = data.get("usage") or {}
-        return BackendResponse(
-            choices=texts, finish_reasons=reasons,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-        )
+            raise TransientLLMError(f"malformed response body: {type(exc).__name__}: {exc}: "
+                                    f"{resp.text[:200]}") from None
+        return BackendResponse(choices=texts, finish_reasons=reasons, prompt_tokens=prompt_tokens,
+                               completion_tokens=completion_tokens)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -151,18 +154,25 @@ class OpenAICompatBackend:
 
 class LangChainBackend:
     """Any LangChain chat model in place of the HTTP client. Configure the model with its own
-    retries off (``max_retries=0``): the engine retries. Sampling parameters are bound per call;
+    retries off (``max_retries=0``): the engine retries. Sampling parameters are bound per call
+    (for ChatOpenAI, ``max_tokens`` goes into the request body as such, see ``max_tokens_in_body``);
     ``n`` > 1 becomes n calls. Constrained decoding is not requested: replies are validated."""
 
-    def __init__(self, chat_model: Any, base_url: str | None = None):
+    def __init__(self, chat_model: Any, base_url: str | None = None, max_tokens_in_body: bool | None = None):
         self.model = chat_model
         self.base_url = base_url
+        if max_tokens_in_body is None:  # OpenAI-protocol LangChain models take raw body fields
+            max_tokens_in_body = type(chat_model).__name__ in ("ChatOpenAI", "AzureChatOpenAI")
+        self.max_tokens_in_body = max_tokens_in_body
 
     async def check(self) -> None:
         return None
 
     async def complete(self, req: BackendRequest) -> BackendResponse:
         params = {k: v for k, v in req.params.items() if v is not None and k != "n"}
+        if "max_tokens" in params and self.max_tokens_in_body:
+            # langchain-openai renames max_tokens to max_completion_tokens, which llama.cpp ignores
+            params["extra_body"] = {"max_tokens": params.pop("max_tokens")}
         bound = self.model.bind(**params) if params else self.model
         out = BackendResponse(choices=[])
         for _ in range(int(req.params.get("n") or 1)):

@@ -39,6 +39,7 @@ class EngineConfig:
     max_retries: int = 5
     backoff_base: float = 0.5
     backoff_max: float = 30.0
+    retry_after_max: float = 300.0  # a server's Retry-After is honoured up to this many seconds
     repair_retries: int = 1
     prices: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> USD per 1M tokens
 
@@ -93,7 +94,7 @@ class LLMEngine:
     def __init__(self, backend: ChatBackend, config: EngineConfig, limiter: Limiter, store: Store | None = None):
         self.backend, self.config, self.limiter, self.store = backend, config, limiter, store
         self.usage = Usage()
-        self._in_flight: dict[str, asyncio.Future[ChatResult]] = {}
+        self._in_flight: dict[str, asyncio.Task[ChatResult]] = {}
 
     @property
     def model(self) -> str:
@@ -120,20 +121,14 @@ class LLMEngine:
             hit = self._from_cache(key, schema)
             if hit is not None:
                 return hit
-        if key in self._in_flight:  # the same request is already on its way: share its answer
-            return await asyncio.shield(self._in_flight[key])
-        fut: asyncio.Future[ChatResult] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = fut
-        try:
-            result = await self._call(req, key, schema, ctx)
-            fut.set_result(result)
-            return result
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved: waiters re-raise it, nobody else must
-            raise
-        finally:
-            del self._in_flight[key]
+        task = self._in_flight.get(key)
+        if task is None:
+            # The request runs as its own task, shared by every caller asking the same thing at the
+            # same time: one caller being cancelled does not cancel the answer the others wait for.
+            task = asyncio.ensure_future(self._call(req, key, schema, ctx))
+            self._in_flight[key] = task
+            task.add_done_callback(lambda t, k=key: self._in_flight.pop(k, None))
+        return await asyncio.shield(task)
 
     def _from_cache(self, key: str, schema: type[BaseModel] | None) -> ChatResult | None:
         with self.store.session() as s:
@@ -220,11 +215,12 @@ class LLMEngine:
                 raise
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Full-jitter exponential backoff, but never sooner than the server's Retry-After."""
+        """Full-jitter exponential backoff, never sooner than the server's Retry-After (up to
+        ``retry_after_max``)."""
         cap = min(self.config.backoff_max, self.config.backoff_base * (2 ** (attempt - 1)))
         delay = random.uniform(0, cap)
         if retry_after is not None:
-            delay = max(delay, min(retry_after, self.config.backoff_max))
+            delay = max(delay, min(retry_after, self.config.retry_after_max))
         return delay
 
     @staticmethod

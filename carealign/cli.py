@@ -54,13 +54,15 @@ class Ctx:
         return store
 
 
+_CURRENT: Ctx | None = None  # the global options of the command being run (set by main_options)
+
+
 def handles_errors(fn):
     """Known problems become one red line and exit code 2; anything else exit code 1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = typer.get_current_context().find_object(Ctx)
-        debug = bool(ctx and ctx.debug)
+        debug = bool(_CURRENT and _CURRENT.debug)
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
@@ -99,7 +101,8 @@ def main_options(
 ) -> None:
     overrides = {"db": db, "base_url": base_url, "model": model, "api_key_env": api_key_env,
                  "concurrency": concurrency, "local_model": model_file}
-    ctx.obj = Ctx(config, debug, overrides)
+    global _CURRENT
+    _CURRENT = ctx.obj = Ctx(config, debug, overrides)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING)
     if not debug:
         for noisy in ("httpx", "httpcore"):
@@ -107,7 +110,8 @@ def main_options(
 
 
 def _ctx() -> Ctx:
-    return typer.get_current_context().find_object(Ctx)
+    assert _CURRENT is not None, "the app callback sets the global options first"
+    return _CURRENT
 
 
 # -- db -----------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from agents.backends import OpenAICompatBackend
+from agents.backends import OpenAICompatBackend, safe_http_url
 from agents.engine import EngineConfig, LLMEngine
 from agents.errors import LLMUnavailable
 from agents.limits import shared_limiter
@@ -40,7 +40,9 @@ async def first_model(base_url: str, timeout: float = 10.0) -> str:
             data = (await client.get(f"{base_url.rstrip('/')}/models")).json()
         return str(data["data"][0]["id"])
     except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise LLMUnavailable(f"cannot list models at {base_url} ({type(exc).__name__}); pass --model") from None
+        raise LLMUnavailable(
+            f"cannot list models at {safe_http_url(base_url)} ({type(exc).__name__}); pass --model"
+        ) from None
 
 
 def _style(settings: Settings, local: bool) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
-_FILE_VALUES: ContextVar[dict[str, Any]] = ContextVar("carealign_config_file", default={})
+_FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar("carealign_config_file", default=None)
 
 
 class SettingsError(ValueError):
@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, InitSettingsSource(settings_cls, _FILE_VALUES.get())
+        return init_settings, env_settings, InitSettingsSource(settings_cls, _FILE_VALUES.get() or {})
 
     def for_run(self) -> dict[str, Any]:
         """What is stored with a run: every setting (there are no secrets among them)."""

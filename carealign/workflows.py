@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from agents.backends import safe_http_url
 from agents.roles import load_rubric
 from carealign.engines import Engines, open_engines
 from carealign.reports import generate_summary_table
@@ -32,13 +33,25 @@ def _usage_fields(engines: Engines, started: float) -> dict[str, object]:
             "rate": out_tokens / elapsed, "failed": g.failures + j.failures}
 
 
+def run_config(settings: Settings, engines: Engines) -> dict[str, object]:
+    """The settings plus what was resolved at run time (models, server URLs without credentials)."""
+    resolved = {
+        role: {"model": e.model, "base_url": safe_http_url(e.backend.base_url),
+               "params": e.request_params()}
+        for role, e in (("generator", engines.generator), ("judge", engines.judge))
+    }
+    if engines.local is not None:
+        resolved["embedded_model_file"] = str(engines.local.model_path)
+    return {**settings.for_run(), "resolved": resolved}
+
+
 async def generate_command(console: Console, settings: Settings, input_file: Path, dataset: str) -> GenerateReport:
     records = read_instructions(input_file)
     rubric = load_rubric(settings.generate.rubric)
-    store = Store(settings.db)
-    store.ensure_schema()
+    store = Store(settings.db)  # checks the URL; connects only when first used
     opts = settings.generate
-    async with open_engines(settings, store) as engines:
+    async with open_engines(settings, store) as engines:  # fails here if the server does not answer
+        store.ensure_schema()
         deps = GenerateDeps(store, engines.generator, engines.judge, rubric,
                             GenerateSettings(opts.n_candidates, opts.min_margin, settings.seed))
         progress = Progress(
@@ -62,7 +75,7 @@ async def generate_command(console: Console, settings: Settings, input_file: Pat
             tick = asyncio.create_task(ticker())
             try:
                 report = await run_generate(
-                    deps, records, dataset, settings.for_run(), item_concurrency=opts.item_concurrency,
+                    deps, records, dataset, run_config(settings, engines), item_concurrency=opts.item_concurrency,
                     lease_seconds=opts.lease_seconds, redo=not settings.cache, on_item=on_item,
                 )
             finally:

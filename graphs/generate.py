@@ -98,7 +98,8 @@ def build_generate_graph(deps: GenerateDeps):
     async def generate_candidate(task: SampleTask) -> dict[str, Any]:
         ctx = CallContext(run_id=task["run_id"], item_id=task["item_id"])
         try:
-            res = await answerer.answer(load_payload(task["item_id"]), seed=settings.seed + task["sample_index"], ctx=ctx)
+            seed = settings.seed + task["sample_index"]
+            res = await answerer.answer(load_payload(task["item_id"]), seed=seed, ctx=ctx)
         except LLMCallFailed as exc:
             return {"failures": [f"generate[{task['sample_index']}]: {exc.reason}"]}
         if not res.text.strip():

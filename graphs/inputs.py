@@ -75,8 +75,10 @@ def read_jsonl(path: str | Path, model: type[BaseModel]) -> list[tuple[int, Base
             records.append((lineno, model.model_validate(data)))
         except ValidationError as exc:
             err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or "(record)"
-            raise InputError(f"{path}:{lineno}: field '{field}': {err['msg']}") from None
+            field = ".".join(str(p) for p in err["loc"])
+            what = f"field '{field}': " if field else ""
+            msg = err["msg"].removeprefix("Value error, ")
+            raise InputError(f"{path}:{lineno}: {what}{msg}") from None
     if not records:
         raise InputError(f"{path}: no records (the file is empty)")
     return records

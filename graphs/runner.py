@@ -19,7 +19,7 @@ from sqlalchemy import update
 
 from store import Store
 from store.models import WorkItem
-from store.queue import CLAIMED, PENDING, claim, complete
+from store.queue import CLAIMED, PENDING, claim, complete, renew
 
 
 @dataclass
@@ -69,6 +69,15 @@ async def run_job(
             complete(s, work_id, worker, None if ok else "; ".join(failures)[:4000] or outcome)
         return ItemOutcome(item_id, ok, outcome, failures, state)
 
+    async def renew_leases() -> None:
+        """Heartbeat: keep our claims fresh so a long item is never taken over while it runs."""
+        while True:
+            await asyncio.sleep(lease_seconds / 3)
+            if running:
+                with store.session() as s:
+                    renew(s, list(running.values()), worker)
+
+    heartbeat = asyncio.create_task(renew_leases())
     try:
         while True:
             free = item_concurrency - len(running)
@@ -97,6 +106,7 @@ async def run_job(
         release(store, worker, list(running.values()))
         raise
     finally:
+        heartbeat.cancel()
         summary.seconds = time.perf_counter() - start
     return summary
 

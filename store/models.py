@@ -51,7 +51,7 @@ class Run(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(64), index=True)
     job_key: Mapped[str | None] = mapped_column(String(64), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="running")
+    status: Mapped[str] = mapped_column(String(32), default="running")
     config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     config_hash: Mapped[str] = mapped_column(String(64))
     code_version: Mapped[str] = mapped_column(String(128))

@@ -71,6 +71,15 @@ def claim(
     return sorted((int(w), int(i)) for w, i in rows)
 
 
+def renew(session: Session, work_ids: Sequence[int], worker: str) -> None:
+    """Extend a worker's claims (its lease heartbeat)."""
+    session.execute(
+        update(WorkItem)
+        .where(WorkItem.id.in_(list(work_ids)), WorkItem.claimed_by == worker, WorkItem.status == CLAIMED)
+        .values(claimed_at=datetime.now(UTC))
+    )
+
+
 def complete(session: Session, work_id: int, worker: str, error: str | None = None) -> None:
     """Mark a claimed item done (or failed, with its reason). Only the claiming worker may."""
     session.execute(

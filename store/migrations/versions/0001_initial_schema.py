@@ -34,7 +34,7 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('kind', sa.String(length=64), nullable=False),
     sa.Column('job_key', sa.String(length=64), nullable=True),
-    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('status', sa.String(length=32), nullable=False),
     sa.Column('config', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('config_hash', sa.String(length=64), nullable=False),
     sa.Column('code_version', sa.String(length=128), nullable=False),

@@ -1,0 +1,227 @@
+"""The generate workflow end to end against the fake OpenAI server: exact pairs, filters,
+failures, retries, traceability, and resuming after the process is killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from agents.backends import OpenAICompatBackend
+from agents.engine import EngineConfig, LLMEngine
+from agents.limits import Limiter
+from agents.roles import load_rubric
+from graphs.generate import GenerateDeps, GenerateSettings, build_generate_graph, run_generate
+from graphs.inputs import read_instructions
+from store.models import Candidate, Item, Judgment, LLMCall, PreferencePair, Run, WorkItem
+from tests.fake_server import FakeOpenAIServer
+
+CRITERIA = ["accuracy", "safety", "helpfulness", "clarity"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def is_judge(body: dict) -> bool:
+    return "grader" in body["messages"][0]["content"]
+
+
+def scripted(scores_by_seed: dict[int, int], answer=lambda body: None):
+    """Generator answers name their seed; the judge scores an answer by the seed it names."""
+
+    def responder(body: dict) -> str:
+        if is_judge(body):
+            prompt = body["messages"][-1]["content"]
+            seed = int(prompt.split("answer seed=")[1].split(" ")[0])
+            s = scores_by_seed[seed]
+            return json.dumps({c: {"score": s, "reason": f"seed {seed}"} for c in CRITERIA})
+        custom = answer(body)
+        return custom if custom is not None else f"answer seed={body['seed']} for {body['messages'][-1]['content']}"
+
+    return responder
+
+
+def write_inputs(tmp_path: Path, lines: list[dict]) -> Path:
+    p = tmp_path / "in.jsonl"
+    p.write_text("\n".join(json.dumps(x) for x in lines) + "\n", encoding="utf-8")
+    return p
+
+
+def make_deps(store, server: FakeOpenAIServer, n: int = 3, min_margin: float = 1.0) -> GenerateDeps:
+    limiter = Limiter(8)
+
+    def engine(temperature: float) -> LLMEngine:
+        backend = OpenAICompatBackend(server.base_url, timeout=5, response_format_style="json_schema")
+        return LLMEngine(backend, EngineConfig(model="fake-model", temperature=temperature, max_tokens=64,
+                                               max_retries=1, backoff_base=0.01, backoff_max=0.02), limiter, store)
+
+    return GenerateDeps(store, engine(0.7), engine(0.0), load_rubric(), GenerateSettings(n, min_margin, seed=0))
+
+
+async def run(deps: GenerateDeps, path: Path, **kw):
+    return await run_generate(deps, read_instructions(path), "test", {"test": True}, **kw)
+
+
+QUESTIONS = [{"prompt": "What is a normal resting heart rate?", "lang": "en"},
+             {"messages": [{"role": "user", "content": "I have a fever."},
+                           {"role": "assistant", "content": "How high?"},
+                           {"role": "user", "content": "39 C. Should I see a doctor?"}]}]
+
+
+async def test_best_and_worst_candidates_become_the_pair(store, fake_server, tmp_path):
+    fake_server.responder = scripted({0: 9, 1: 2, 2: 5})
+    report = await run(make_deps(store, fake_server), write_inputs(tmp_path, QUESTIONS))
+    assert report.new_pairs == 2 and report.summary.failed == 0
+    with store.session() as s:
+        pairs = s.scalars(select(PreferencePair).order_by(PreferencePair.item_id)).all()
+        assert len(pairs) == 2
+        for pair in pairs:
+            assert pair.chosen.startswith("answer seed=0 ")
+            assert pair.rejected.startswith("answer seed=1 ")
+            assert pair.margin == pytest.approx(7.0)
+            assert pair.margins == {c: 7.0 for c in CRITERIA}
+            assert pair.kind == "generic" and pair.run_id == report.run_id
+        assert pairs[0].prompt == [{"role": "user", "content": QUESTIONS[0]["prompt"]}]
+        assert pairs[0].language == "en"
+        assert pairs[1].prompt == QUESTIONS[1]["messages"]
+        # 3 answers + 3 judgments per item, nothing more
+        assert s.scalar(select(func.count()).select_from(Candidate)) == 6
+        assert s.scalar(select(func.count()).select_from(Judgment)) == 6 * len(CRITERIA)
+    assert len(fake_server.requests) == 12
+    assert sum(is_judge(b) for b in fake_server.requests) == 6
+
+
+async def test_every_pair_traces_to_run_config_prompt_model_and_input(store, fake_server, tmp_path):
+    fake_server.responder = scripted({0: 9, 1: 2, 2: 5})
+    await run(make_deps(store, fake_server), write_inputs(tmp_path, QUESTIONS[:1]))
+    with store.session() as s:
+        pair = s.scalars(select(PreferencePair)).one()
+        chosen = s.get(Candidate, pair.chosen_candidate_id)
+        call = s.get(LLMCall, chosen.llm_call_id)
+        assert call.id in pair.provenance["llm_call_ids"]
+        assert call.model == "fake-model" and call.role == "generator" and call.prompt_name == "answer"
+        assert call.prompt_hash and call.choices[0] == pair.chosen
+        assert call.item_id == pair.item_id == chosen.item_id
+        item = s.get(Item, pair.item_id)
+        assert item.payload["prompt"] == QUESTIONS[0]["prompt"] and item.source == "in.jsonl:1"
+        run_row = s.get(Run, call.run_id)
+        assert run_row.config == {"test": True} and run_row.code_version and run_row.status == "completed"
+        judgments = [s.get(Judgment, j) for j in pair.provenance["judgment_ids"]]
+        assert {j.criterion for j in judgments} == set(CRITERIA)
+        assert {s.get(LLMCall, j.llm_call_id).role for j in judgments} == {"judge"}
+
+
+async def test_identical_answers_are_judged_once_and_never_paired(store, fake_server, tmp_path):
+    fake_server.responder = scripted({0: 9}, answer=lambda body: "Rest and drink   fluids.")
+    report = await run(make_deps(store, fake_server), write_inputs(tmp_path, QUESTIONS[:1]))
+    assert report.new_pairs == 0
+    assert report.summary.outcomes == {"no pair": 1}
+    assert sum(is_judge(b) for b in fake_server.requests) == 0  # fewer than 2 distinct: nothing to judge
+
+
+async def test_small_margin_gives_no_pair(store, fake_server, tmp_path):
+    fake_server.responder = scripted({0: 6, 1: 6, 2: 6})
+    report = await run(make_deps(store, fake_server, min_margin=0.5), write_inputs(tmp_path, QUESTIONS[:1]))
+    assert report.new_pairs == 0 and report.summary.done == 1
+
+
+async def test_failed_judging_is_recorded_and_a_rerun_retries_only_what_failed(store, fake_server, tmp_path):
+    path = write_inputs(tmp_path, QUESTIONS[:1])
+    good = scripted({0: 9, 1: 2, 2: 5})
+    fake_server.responder = lambda b: "this is not json" if is_judge(b) else good(b)
+    deps = make_deps(store, fake_server)
+    report = await run(deps, path)
+    assert report.summary.failed == 1 and report.new_pairs == 0
+    with store.session() as s:
+        work = s.scalars(select(WorkItem)).one()
+        assert work.status == "failed" and "invalid structured reply" in work.error
+        failed_calls = s.scalars(select(LLMCall).where(LLMCall.ok.is_(False))).all()
+        assert len(failed_calls) == 3 and all("invalid JSON" in c.error for c in failed_calls)
+        assert s.get(Run, report.run_id).status == "completed_with_failures"
+    # the judge is fixed: a re-run retries the failed item; the answers come from the cache
+    fake_server.responder = good
+    before = len(fake_server.requests)
+    report2 = await run(make_deps(store, fake_server), path)
+    new_requests = fake_server.requests[before:]
+    assert report2.new_pairs == 1 and report2.summary.failed == 0
+    assert all(is_judge(b) for b in new_requests) and len(new_requests) == 3
+    assert report2.usage["generator"]["cache_hits"] == 3
+
+
+async def test_rerun_of_finished_job_makes_no_calls_and_no_rows(store, fake_server, tmp_path):
+    fake_server.responder = scripted({0: 9, 1: 2, 2: 5})
+    path = write_inputs(tmp_path, QUESTIONS)
+    await run(make_deps(store, fake_server), path)
+    n_requests = len(fake_server.requests)
+    with store.session() as s:
+        counts = {m.__name__: s.scalar(select(func.count()).select_from(m))
+                  for m in (Candidate, Judgment, PreferencePair, LLMCall, Item)}
+    report = await run(make_deps(store, fake_server), path)
+    assert len(fake_server.requests) == n_requests
+    assert report.usage["generator"]["calls"] == 0 and report.usage["judge"]["calls"] == 0
+    with store.session() as s:
+        assert counts == {m.__name__: s.scalar(select(func.count()).select_from(m))
+                          for m in (Candidate, Judgment, PreferencePair, LLMCall, Item)}
+
+
+def test_graph_shows_the_whole_flow(sqlite_store, fake_server):
+    graph = build_generate_graph(make_deps(sqlite_store, fake_server))
+    nodes = set(graph.get_graph().nodes)
+    assert {"generate_candidate", "dedupe_candidates", "judge_candidate", "select_pair"} <= nodes
+
+
+def _counts(db: Path) -> tuple[int, int]:
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        return (con.execute("select count(*) from preference_pairs").fetchone()[0],
+                con.execute("select count(*) from work_items where status='done'").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0, 0
+    finally:
+        con.close()
+
+
+def test_killed_run_resumes_without_duplicates(tmp_path):
+    """SIGKILL a `carealign generate` mid-run; the next run finishes the job and duplicates nothing."""
+    items = [{"prompt": f"Question number {i} about blood pressure?"} for i in range(8)]
+    path = write_inputs(tmp_path, items)
+    db = tmp_path / "resume.db"
+    with FakeOpenAIServer(latency=0.15) as server:
+        server.responder = scripted({0: 9, 1: 2, 2: 5})
+        cmd = [sys.executable, "-m", "carealign.cli", "--db", str(db), "--base-url", server.base_url,
+               "generate", str(path), "--n", "3"]
+        env = {**os.environ, "CAREALIGN_GENERATE__ITEM_CONCURRENCY": "2", "CAREALIGN_CONCURRENCY": "4",
+               "CAREALIGN_GENERATE__LEASE_SECONDS": "1"}
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while _counts(db)[0] < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        pairs_at_kill, done_at_kill = _counts(db)
+        assert 2 <= pairs_at_kill < len(items), "the kill should land mid-run"
+        requests_first = len(server.requests)
+        # a dead worker's claims are taken over once their lease has expired
+        time.sleep(1.2)
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert _counts(db) == (len(items), len(items))
+        second = server.requests[requests_first:]
+        # finished items were not redone: at most the unfinished ones' calls were made again
+        assert len(second) <= (len(items) - done_at_kill) * 6
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    dup = con.execute("select count(*) from (select item_id, llm_call_id, choice_index, count(*) c "
+                      "from candidates group by 1, 2, 3 having c > 1)").fetchone()[0]
+    per_item = con.execute(
+        "select max(c) from (select item_id, count(*) c from preference_pairs group by 1)").fetchone()
+    con.close()
+    assert dup == 0 and per_item[0] == 1
