@@ -53,6 +53,13 @@ class Ctx:
             store.ensure_schema()
         return store
 
+    def existing_store(self) -> Store:
+        """A store that must already hold a carealign schema (for read and export commands)."""
+        store = self.store(init=False)
+        if store.current_revision() is None:
+            raise StoreError(f"{store.safe_url} has no carealign schema: run `carealign db init`")
+        return store
+
 
 _CURRENT: Ctx | None = None  # the global options of the command being run (set by main_options)
 
@@ -141,9 +148,7 @@ def db_stats() -> None:
 
     from store.records import table_counts
 
-    store = _ctx().store(init=False)
-    if store.current_revision() is None:
-        raise StoreError(f"{store.safe_url} has no carealign schema: run `carealign db init`")
+    store = _ctx().existing_store()
     with store.session() as s:
         counts = table_counts(s)
     table = Table(title=f"{store.safe_url} (schema {store.current_revision()})")
@@ -169,7 +174,7 @@ def db_export(
     """Export preference pairs in the formats trl's trainers load."""
     from store.export import PairFilter, export_pairs
 
-    store = _ctx().store(init=False)
+    store = _ctx().existing_store()
     n = export_pairs(store, out, fmt, shape, PairFilter(kind, run, min_margin, language), with_metadata)
     console.print(f"wrote {n:,} rows to {out} ({fmt}, {shape})")
 
@@ -181,7 +186,7 @@ def runs_list(limit: int = typer.Option(20, "--limit")) -> None:
     """The most recent runs."""
     from carealign.reports import runs_table
 
-    console.print(runs_table(_ctx().store(init=False), limit))
+    console.print(runs_table(_ctx().existing_store(), limit))
 
 
 @runs_app.command("show")
@@ -190,7 +195,7 @@ def runs_show(run_id: str) -> None:
     """One run: config, code version, status, timings and what it produced."""
     from carealign.reports import show_run
 
-    show_run(console, _ctx().store(init=False), run_id)
+    show_run(console, _ctx().existing_store(), run_id)
 
 
 # -- serve-local --------------------------------------------------------------------------------

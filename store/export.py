@@ -98,19 +98,43 @@ def export_pairs(
                 seen_prompts.add(key)
             yield to_record(pair, shape, with_metadata)
 
+    _check_target(out, fmt)
     tmp = out.with_name(out.name + ".partial")
     try:
         if fmt == "jsonl":
             n = _write_jsonl(tmp, records())
         else:
             n = _write_arrow(tmp, list(records()), fmt)
-        if out.exists() and out.is_dir():
+        if n == 0:
+            raise StoreError(f"no pairs match the selection ({_describe(flt)}); nothing written to {str(out)!r}")
+        if out.is_dir():  # only ever a previous datasets export (checked above)
             shutil.rmtree(out)
         os.replace(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
     return n
+
+
+def _is_hf_export(folder: Path) -> bool:
+    return (folder / "dataset_info.json").is_file() and (folder / "state.json").is_file()
+
+
+def _check_target(out: Path, fmt: str) -> None:
+    """Never delete what a user did not ask to replace: a file replaces a file, and an ``hf``
+    export replaces only a previous ``hf`` export."""
+    if fmt == "hf":
+        if out.is_file():
+            raise StoreError(f"cannot write an hf dataset folder at {str(out)!r}: a file is there")
+        if out.is_dir() and any(out.iterdir()) and not _is_hf_export(out):
+            raise StoreError(f"{str(out)!r} is a folder that is not a previous hf export; choose another --out")
+    elif out.is_dir():
+        raise StoreError(f"{str(out)!r} is a folder; --out must name a file for format {fmt}")
+
+
+def _describe(flt: PairFilter) -> str:
+    parts = [f"{k}={v}" for k, v in flt.__dict__.items() if v is not None]
+    return ", ".join(parts) or "all pairs"
 
 
 def _write_jsonl(path: Path, records: Iterator[dict[str, Any]]) -> int:
@@ -126,13 +150,16 @@ def _write_jsonl(path: Path, records: Iterator[dict[str, Any]]) -> int:
 def _write_arrow(path: Path, rows: list[dict[str, Any]], fmt: str) -> int:
     import pyarrow as pa
 
-    table = pa.Table.from_pylist(rows) if rows else pa.table({"prompt": pa.array([], pa.null())})
+    if not rows:
+        return 0
+    table = pa.Table.from_pylist(rows)
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
         pq.write_table(table, path)
     else:
-        from datasets import Dataset
+        from datasets import Dataset, disable_progress_bars
 
+        disable_progress_bars()
         Dataset(table).save_to_disk(str(path))
     return len(rows)

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from store.db import insert_ignore
+from store.db import dialect_insert, insert_ignore
 from store.models import Candidate, Item, Judgment, LLMCall, PreferencePair, Run
 
 
@@ -168,10 +168,10 @@ def add_pairs(session: Session, pairs: Iterable[dict[str, Any]]) -> int:
         rows.append(row)
     if not rows:
         return 0
-    before = session.scalar(select(func.count()).select_from(PreferencePair))
-    insert_ignore(session, PreferencePair, rows, ["pair_hash"])
-    after = session.scalar(select(func.count()).select_from(PreferencePair))
-    return int(after - before)
+    # RETURNING yields only the rows this INSERT wrote (not ones skipped as duplicates, nor rows
+    # other workers commit meanwhile); SQLite >= 3.35 and PostgreSQL both support it.
+    stmt = dialect_insert(session, PreferencePair).on_conflict_do_nothing(index_elements=["pair_hash"])
+    return len(session.execute(stmt.returning(PreferencePair.id), rows).all())
 
 
 def normalise_text(text: str) -> str:

@@ -55,6 +55,7 @@ class FakeOpenAIServer:
         self.latency, self.capacity, self.models = latency, capacity, list(models)
         self.responder: Callable[[dict[str, Any]], str] = default_responder
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []  # request headers, lower-case names
         self.served = 0
         self.peak_concurrency = 0
         self._active = 0
@@ -91,6 +92,7 @@ class FakeOpenAIServer:
     async def _chat(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append(body)
+        self.headers.append({k.lower(): v for k, v in request.headers.items()})
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.capacity or 1_000_000)
         async with self._sem:

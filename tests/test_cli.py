@@ -150,3 +150,22 @@ def test_same_model_judging_warns(tmp_path, fake_server):
     with pytest.warns(UserWarning, match="grades its own answers"):
         res = cli("--db", str(tmp_path / "w.db"), "--base-url", fake_server.base_url, "generate", str(src), "--n", "2")
     assert res.exit_code == 0
+
+
+def test_export_refuses_to_clobber_folders_and_uninitialised_stores(tmp_path, seeded_db):
+    db, _ = seeded_db
+    res = cli("--db", str(tmp_path / "empty.db"), "db", "export", "--out", str(tmp_path / "x.jsonl"))
+    assert res.exit_code == 2 and "carealign db init" in res.stderr
+    folder = tmp_path / "mydata"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    for fmt in ("jsonl", "parquet", "hf"):
+        res = cli("--db", db, "db", "export", "--out", str(folder), "--format", fmt)
+        assert res.exit_code == 2, (fmt, res.output)
+    assert (folder / "notes.txt").read_text() == "keep me"
+    hf = tmp_path / "hf"
+    assert cli("--db", db, "db", "export", "--out", str(hf), "--format", "hf").exit_code == 0
+    assert cli("--db", db, "db", "export", "--out", str(hf), "--format", "hf").exit_code == 0  # replaces own export
+    none = cli("--db", db, "db", "export", "--out", str(tmp_path / "none.jsonl"), "--kind", "esc_turn")
+    assert none.exit_code == 2 and "no pairs match the selection (kind=esc_turn)" in none.stderr
+    assert not (tmp_path / "none.jsonl").exists()

@@ -11,7 +11,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field
@@ -330,17 +329,11 @@ async def test_api_key_goes_only_into_the_authorization_header(fake_server, sqli
                                                               monkeypatch):
     monkeypatch.setenv("CAREALIGN_TEST_KEY", "sk-secret-123")
     engine = make_engine(fake_server, sqlite_store, api_key_env="CAREALIGN_TEST_KEY")
-    sent: list[httpx.Headers] = []
-
-    async def capture(request: httpx.Request) -> None:
-        sent.append(request.headers)
-
-    engine.backend._client.event_hooks["request"].append(capture)
     fake_server.script([Reply(content="ok"), Reply(status=400)])
     assert (await engine.chat(MSG, ctx=CTX)).text == "ok"
     with pytest.raises(LLMCallFailed) as failed:
         await engine.chat(MSG, ctx=CTX, seed=9)
-    assert [h["authorization"] for h in sent] == ["Bearer sk-secret-123"] * 2
+    assert [h["authorization"] for h in fake_server.headers] == ["Bearer sk-secret-123"] * 2
     assert "sk-secret-123" not in json.dumps(fake_server.requests)
     assert "sk-secret-123" not in failed.value.reason
     stored = rows(sqlite_store)
