@@ -8,6 +8,7 @@ an empty database is initialised on open, a database at an older revision is ref
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +67,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _json_dumps(obj: Any) -> str:
+    # readable (and smaller) for Chinese and other non-ASCII text
+    return json.dumps(obj, ensure_ascii=False)
+
+
 def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
@@ -75,10 +81,10 @@ def make_engine(url: str) -> Engine:
             parent = Path(db).expanduser().resolve().parent
             if not parent.exists():
                 raise StoreError(f"cannot create SQLite store {db!r}: folder {str(parent)!r} does not exist")
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=_json_dumps)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=_json_dumps)
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 
 from store.db import Store
 from store.errors import StoreError
@@ -36,13 +36,17 @@ class PairFilter:
     language: str | None = None
 
 
-def iter_pairs(store: Store, flt: PairFilter, batch: int = 5000) -> Iterator[dict[str, Any]]:
-    cols = (
+COLUMNS = ("id", "kind", "run_id", "item_id", "prompt_json", "chosen", "rejected", "margin", "language")
+
+
+def iter_pairs(store: Store, flt: PairFilter, batch: int = 5000) -> Iterator[tuple[Any, ...]]:
+    """Rows in ``COLUMNS`` order; the prompt comes as its stored JSON text (not decoded), so a
+    JSONL export copies it instead of parsing and re-serialising 100k message lists."""
+    q = select(
         PreferencePair.id, PreferencePair.kind, PreferencePair.run_id, PreferencePair.item_id,
-        PreferencePair.prompt, PreferencePair.chosen, PreferencePair.rejected, PreferencePair.margin,
-        PreferencePair.language,
-    )
-    q = select(*cols).order_by(PreferencePair.id)
+        cast(PreferencePair.prompt, Text), PreferencePair.chosen, PreferencePair.rejected,
+        PreferencePair.margin, PreferencePair.language,
+    ).order_by(PreferencePair.id)
     if flt.kind:
         q = q.where(PreferencePair.kind == flt.kind)
     if flt.run_id:
@@ -52,25 +56,35 @@ def iter_pairs(store: Store, flt: PairFilter, batch: int = 5000) -> Iterator[dic
     if flt.language:
         q = q.where(PreferencePair.language == flt.language)
     with store.engine.connect() as conn:
-        result = conn.execution_options(yield_per=batch).execute(q)
-        for row in result:
-            yield row._asdict()
+        yield from conn.execution_options(yield_per=batch).execute(q)
 
 
-def to_record(pair: dict[str, Any], shape: str, with_metadata: bool) -> dict[str, Any]:
-    if shape == "prompt":
-        rec: dict[str, Any] = {"prompt": pair["prompt"]}
-    else:
-        rec = {
-            "prompt": pair["prompt"],
-            "chosen": [{"role": "assistant", "content": pair["chosen"]}],
-            "rejected": [{"role": "assistant", "content": pair["rejected"]}],
-        }
+def _metadata(row: tuple[Any, ...]) -> dict[str, Any]:
+    pid, kind, run_id, item_id, _, _, _, margin, language = row
+    return {"pair_id": pid, "kind": kind, "run_id": run_id, "item_id": item_id, "margin": margin,
+            "language": language}
+
+
+def to_jsonl_line(row: tuple[Any, ...], shape: str, with_metadata: bool) -> str:
+    """One JSONL line, built around the stored prompt JSON text."""
+    parts = ['{"prompt": ', row[4]]
+    if shape == "preference":
+        parts += [', "chosen": [{"role": "assistant", "content": ', json.dumps(row[5], ensure_ascii=False),
+                  '}], "rejected": [{"role": "assistant", "content": ', json.dumps(row[6], ensure_ascii=False),
+                  "}]"]
     if with_metadata:
-        rec.update(
-            pair_id=pair["id"], kind=pair["kind"], run_id=pair["run_id"], item_id=pair["item_id"],
-            margin=pair["margin"], language=pair["language"],
-        )
+        parts += [", ", json.dumps(_metadata(row), ensure_ascii=False)[1:-1]]
+    parts.append("}\n")
+    return "".join(parts)
+
+
+def to_record(row: tuple[Any, ...], shape: str, with_metadata: bool) -> dict[str, Any]:
+    rec: dict[str, Any] = {"prompt": json.loads(row[4])}
+    if shape == "preference":
+        rec["chosen"] = [{"role": "assistant", "content": row[5]}]
+        rec["rejected"] = [{"role": "assistant", "content": row[6]}]
+    if with_metadata:
+        rec.update(_metadata(row))
     return rec
 
 
@@ -89,22 +103,21 @@ def export_pairs(
     flt = flt or PairFilter()
     seen_prompts: set[str] = set()
 
-    def records() -> Iterator[dict[str, Any]]:
-        for pair in iter_pairs(store, flt):
-            if shape == "prompt":
-                key = json.dumps(pair["prompt"], sort_keys=True, ensure_ascii=False)
-                if key in seen_prompts:
+    def rows() -> Iterator[tuple[Any, ...]]:
+        for row in iter_pairs(store, flt):
+            if shape == "prompt":  # one row per distinct prompt
+                if row[4] in seen_prompts:
                     continue
-                seen_prompts.add(key)
-            yield to_record(pair, shape, with_metadata)
+                seen_prompts.add(row[4])
+            yield row
 
     _check_target(out, fmt)
     tmp = out.with_name(out.name + ".partial")
     try:
         if fmt == "jsonl":
-            n = _write_jsonl(tmp, records())
+            n = _write_jsonl(tmp, (to_jsonl_line(r, shape, with_metadata) for r in rows()))
         else:
-            n = _write_arrow(tmp, list(records()), fmt)
+            n = _write_arrow(tmp, [to_record(r, shape, with_metadata) for r in rows()], fmt)
         if n == 0:
             raise StoreError(f"no pairs match the selection ({_describe(flt)}); nothing written to {str(out)!r}")
         if out.is_dir():  # only ever a previous datasets export (checked above)
@@ -137,12 +150,11 @@ def _describe(flt: PairFilter) -> str:
     return ", ".join(parts) or "all pairs"
 
 
-def _write_jsonl(path: Path, records: Iterator[dict[str, Any]]) -> int:
+def _write_jsonl(path: Path, lines: Iterator[str]) -> int:
     n = 0
     with open(path, "w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False))
-            fh.write("\n")
+        for line in lines:
+            fh.write(line)
             n += 1
     return n
 

@@ -108,3 +108,11 @@ def needs_shared(path: str) -> Path:
     if not p.exists():
         pytest.skip(f"../shared/{path} is not present beside the checkout")
     return p
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that use a PostgreSQL fixture carry the ``postgres`` marker (``-m 'not postgres'``)."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "pg_base_url" in item.fixturenames and (params.get("db_url", "postgresql") == "postgresql"):
+            item.add_marker(pytest.mark.postgres)

