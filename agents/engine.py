@@ -21,12 +21,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from agents.backends import BackendRequest, BackendResponse, ChatBackend, safe_http_url
+from agents.call_log import CallLog
 from agents.errors import LLMCallFailed, PermanentLLMError, TransientLLMError
 from agents.limits import Limiter
 from agents.prompts import render
 from agents.structured import parse_reply, schema_of
 from store import Store
-from store.records import add_llm_call, find_cached_call, sha256_of
+from store.records import sha256_of
 
 
 @dataclass
@@ -93,6 +94,7 @@ class Usage:
 class LLMEngine:
     def __init__(self, backend: ChatBackend, config: EngineConfig, limiter: Limiter, store: Store | None = None):
         self.backend, self.config, self.limiter, self.store = backend, config, limiter, store
+        self.call_log = CallLog(store) if store is not None else None
         self.usage = Usage()
         self._in_flight: dict[str, asyncio.Task[ChatResult]] = {}
 
@@ -117,8 +119,8 @@ class LLMEngine:
             schema=schema_of(schema) if schema else None, schema_name=schema.__name__ if schema else "reply",
         )
         key = sha256_of({"model": req.model, "messages": req.messages, "params": req.params, "schema": req.schema})
-        if self.config.cache and self.store is not None:
-            hit = self._from_cache(key, schema)
+        if self.config.cache and self.call_log is not None:
+            hit = await self._from_cache(key, schema)
             if hit is not None:
                 return hit
         task = self._in_flight.get(key)
@@ -130,14 +132,12 @@ class LLMEngine:
             task.add_done_callback(lambda t, k=key: self._in_flight.pop(k, None))
         return await asyncio.shield(task)
 
-    def _from_cache(self, key: str, schema: type[BaseModel] | None) -> ChatResult | None:
-        with self.store.session() as s:
-            row = find_cached_call(s, key)
-            if row is None:
-                return None
-            texts = list(row.choices or [])
-            call_id, pt, ct, lat = row.id, row.prompt_tokens, row.completion_tokens, row.latency_ms
-            stored_parsed = row.parsed
+    async def _from_cache(self, key: str, schema: type[BaseModel] | None) -> ChatResult | None:
+        row = await self.call_log.lookup(key)
+        if row is None:
+            return None
+        call_id, choices, stored_parsed, pt, ct, lat = row
+        texts = list(choices or [])
         parsed = None
         if schema is not None:
             parsed = [schema.model_validate(p) if p is not None else None for p in (stored_parsed or [])]
@@ -188,7 +188,7 @@ class LLMEngine:
         ok = error is None
         if not ok:
             self.usage.failures += 1
-        call_id = self._record(req, key, ctx, resp, parsed, pt, ct, latency_ms, attempts, cost, error)
+        call_id = await self._record(req, key, ctx, resp, parsed, pt, ct, latency_ms, attempts, cost, error)
         if not ok:
             raise LLMCallFailed(error, call_id)
         return ChatResult(call_id, list(resp.choices), parsed, False, pt, ct, latency_ms)
@@ -240,12 +240,11 @@ class LLMEngine:
             return None
         return (pt * price.get("input", 0.0) + ct * price.get("output", 0.0)) / 1_000_000
 
-    def _record(self, req, key, ctx, resp, parsed, pt, ct, latency_ms, attempts, cost, error) -> int | None:
-        if self.store is None:
+    async def _record(self, req, key, ctx, resp, parsed, pt, ct, latency_ms, attempts, cost, error) -> int | None:
+        if self.call_log is None:
             return None
-        with self.store.session() as s:
-            return add_llm_call(
-                s, request_hash=key, run_id=ctx.run_id, item_id=ctx.item_id, role=ctx.role,
+        return await self.call_log.record(dict(
+                request_hash=key, run_id=ctx.run_id, item_id=ctx.item_id, role=ctx.role,
                 prompt_name=ctx.prompt_name, prompt_hash=ctx.prompt_hash, model=req.model,
                 base_url=safe_http_url(self.backend.base_url),
                 messages=req.messages, params=req.params, response_schema=req.schema,
@@ -254,7 +253,9 @@ class LLMEngine:
                 finish_reasons=list(resp.finish_reasons) if resp else None,
                 prompt_tokens=pt, completion_tokens=ct, latency_ms=latency_ms, attempts=attempts,
                 cost_usd=cost, ok=error is None, error=error,
-            )
+        ))
 
     async def aclose(self) -> None:
         await self.backend.aclose()
+        if self.call_log is not None:
+            self.call_log.close()

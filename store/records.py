@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from store.db import dialect_insert, insert_ignore
@@ -110,21 +110,32 @@ def get_item(session: Session, item_id: int) -> Item:
 
 
 # -- LLM calls (the request cache) --------------------------------------------------------------
-def find_cached_call(session: Session, request_hash: str) -> LLMCall | None:
-    q = (
-        select(LLMCall)
-        .where(LLMCall.request_hash == request_hash, LLMCall.ok.is_(True))
-        .order_by(LLMCall.id)
-        .limit(1)
-    )
-    return session.scalars(q).first()
+CACHE_COLUMNS = (LLMCall.id, LLMCall.choices, LLMCall.parsed, LLMCall.prompt_tokens,
+                 LLMCall.completion_tokens, LLMCall.latency_ms)
 
 
-def add_llm_call(session: Session, **fields: Any) -> int:
-    call = LLMCall(**fields)
-    session.add(call)
-    session.flush()
-    return call.id
+def find_cached_call(conn: Connection | Session, request_hash: str) -> Row | None:
+    """The first successful call with this request hash, as a row of ``CACHE_COLUMNS``.
+
+    Core statements, not ORM entities: this runs before every LLM request, so it must be cheap."""
+    q = (select(*CACHE_COLUMNS)
+         .where(LLMCall.request_hash == request_hash, LLMCall.ok.is_(True))
+         .order_by(LLMCall.id).limit(1))
+    return conn.execute(q).first()
+
+
+def find_cached_calls(conn: Connection | Session, request_hashes: Sequence[str]) -> dict[str, Row]:
+    """``find_cached_call`` for many hashes in one query: hash -> first successful call."""
+    q = (select(LLMCall.request_hash, *CACHE_COLUMNS)
+         .where(LLMCall.request_hash.in_(set(request_hashes)), LLMCall.ok.is_(True))
+         .order_by(LLMCall.id.desc()))
+    # newest first, so the last assignment per hash is the oldest call (as find_cached_call)
+    return {row[0]: row[1:] for row in conn.execute(q)}
+
+
+def add_llm_call(conn: Connection | Session, **fields: Any) -> int:
+    fields.setdefault("created_at", datetime.now(UTC))
+    return int(conn.execute(insert(LLMCall).returning(LLMCall.id), fields).scalar_one())
 
 
 # -- candidates, judgments, pairs ---------------------------------------------------------------

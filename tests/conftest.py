@@ -114,5 +114,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests that use a PostgreSQL fixture carry the ``postgres`` marker (``-m 'not postgres'``)."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if "pg_base_url" in item.fixturenames and (params.get("db_url", "postgresql") == "postgresql"):
+        if "pg_url" in item.fixturenames or "pg_base_url" in item.fixturenames or \
+                params.get("db_url") == "postgresql":
             item.add_marker(pytest.mark.postgres)

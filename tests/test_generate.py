@@ -52,13 +52,25 @@ def write_inputs(tmp_path: Path, lines: list[dict]) -> Path:
     return p
 
 
+_OPEN_ENGINES: list[LLMEngine] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_engines():
+    yield
+    while _OPEN_ENGINES:
+        await _OPEN_ENGINES.pop().aclose()
+
+
 def make_deps(store, server: FakeOpenAIServer, n: int = 3, min_margin: float = 1.0) -> GenerateDeps:
     limiter = Limiter(8)
 
     def engine(temperature: float) -> LLMEngine:
         backend = OpenAICompatBackend(server.base_url, timeout=5, response_format_style="json_schema")
-        return LLMEngine(backend, EngineConfig(model="fake-model", temperature=temperature, max_tokens=64,
-                                               max_retries=1, backoff_base=0.01, backoff_max=0.02), limiter, store)
+        engine = LLMEngine(backend, EngineConfig(model="fake-model", temperature=temperature, max_tokens=64,
+                                                 max_retries=1, backoff_base=0.01, backoff_max=0.02), limiter, store)
+        _OPEN_ENGINES.append(engine)
+        return engine
 
     return GenerateDeps(store, engine(0.7), engine(0.0), load_rubric(), GenerateSettings(n, min_margin, seed=0))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -46,7 +47,8 @@ def start_server(latency: float, capacity: int) -> tuple[subprocess.Popen, str]:
 async def run_level(base_url: str, store: Store, in_flight: int, n_requests: int, tag: str) -> dict:
     backend = OpenAICompatBackend(base_url, timeout=60, max_connections=in_flight)
     engine = LLMEngine(backend, EngineConfig(model="fake-model", max_tokens=16), Limiter(in_flight), store)
-    messages = [{"role": "user", "content": "How should I store insulin?"}]
+    # distinct per level and pass, so a level never hits the cache a previous one filled
+    messages = [{"role": "user", "content": f"How should I store insulin? ({tag})"}]
 
     async def one(i: int) -> None:
         await engine.chat(messages, ctx=CallContext(role=tag), seed=i)
@@ -75,6 +77,7 @@ async def main_async(args: argparse.Namespace) -> dict:
                 n = max(args.min_requests, int(ideal * args.seconds))
                 tag = f"level{in_flight}"
                 r = await run_level(base_url, store, in_flight, n, tag)
+                assert r["calls"] == n, "a measured level must make every call"
                 rps = n / r["seconds"]
                 results.append({"in_flight": in_flight, "requests": n, "seconds": round(r["seconds"], 3),
                                 "requests_per_s": round(rps, 1), "ideal_per_s": round(ideal, 1),
@@ -88,19 +91,25 @@ async def main_async(args: argparse.Namespace) -> dict:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    return {"benchmark": "engine_throughput", "latency_s": args.latency, "server_capacity": args.capacity,
+    return {"latency_s": args.latency, "server_capacity": args.capacity,
             "store": "sqlite", "levels": results, "cached_rerun": cached}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--latency", type=float, default=0.2, help="seconds per request at the server (L)")
+    ap.add_argument("--latency", type=float, nargs="+", default=[1.0, 0.2],
+                    help="seconds per request at the server (L); one run per value. 1 s is closer to a real "
+                         "LLM call; 0.2 s is a stress case where, on 2 cores, the pure-Python fake server and "
+                         "the client compete for CPU")
     ap.add_argument("--capacity", type=int, default=64, help="requests the server processes at once (C)")
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 16, 64, 256])
     ap.add_argument("--seconds", type=float, default=4.0, help="target duration per level at the ideal rate")
     ap.add_argument("--min-requests", type=int, default=20)
     args = ap.parse_args()
-    print(json.dumps(asyncio.run(main_async(args)), indent=2))
+    runs = []
+    for latency in args.latency:
+        runs.append(asyncio.run(main_async(argparse.Namespace(**{**vars(args), "latency": latency}))))
+    print(json.dumps({"benchmark": "engine_throughput", "cores": os.cpu_count(), "runs": runs}, indent=2))
 
 
 if __name__ == "__main__":
