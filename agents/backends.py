@@ -38,6 +38,17 @@ class BackendResponse:
     finish_reasons: list[str | None] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # per choice, when asked for (``logprobs=True, top_logprobs=k``): [[token, [[alt, logprob], ...]], ...]
+    logprobs: list[Any] | None = None
+
+
+def compact_logprobs(choice: dict[str, Any]) -> list[Any] | None:
+    """The OpenAI ``logprobs.content`` of a choice as ``[[token, [[alternative, logprob], ...]], ...]``."""
+    content = (choice.get("logprobs") or {}).get("content")
+    if not content:
+        return None
+    return [[t["token"], [[a["token"], float(a["logprob"])] for a in t.get("top_logprobs") or []]]
+            for t in content]
 
 
 class ChatBackend(Protocol):
@@ -152,13 +163,14 @@ class OpenAICompatBackend:
                 raise ValueError("the reply has no choices")
             texts = [(c.get("message") or {}).get("content") or "" for c in choices]
             reasons = [c.get("finish_reason") for c in choices]
+            logprobs = [compact_logprobs(c) for c in choices] if req.params.get("logprobs") else None
             usage = data.get("usage") or {}
             prompt_tokens = int(usage.get("prompt_tokens") or 0)
             completion_tokens = int(usage.get("completion_tokens") or 0)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise TransientLLMError(f"malformed response body: {type(exc).__name__}: {exc}: {text[:200]}") from None
         return BackendResponse(choices=texts, finish_reasons=reasons, prompt_tokens=prompt_tokens,
-                               completion_tokens=completion_tokens)
+                               completion_tokens=completion_tokens, logprobs=logprobs)
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:

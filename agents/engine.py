@@ -65,6 +65,7 @@ class ChatResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_ms: float = 0.0
+    logprobs: list[Any] | None = None  # per choice, see agents.backends.compact_logprobs
 
     @property
     def text(self) -> str:
@@ -136,13 +137,13 @@ class LLMEngine:
         row = await self.call_log.lookup(key)
         if row is None:
             return None
-        call_id, choices, stored_parsed, pt, ct, lat = row
+        call_id, choices, stored_parsed, pt, ct, lat, logprobs = row
         texts = list(choices or [])
         parsed = None
         if schema is not None:
             parsed = [schema.model_validate(p) if p is not None else None for p in (stored_parsed or [])]
         self.usage.cache_hits += 1
-        return ChatResult(call_id, texts, parsed, True, pt, ct, lat)
+        return ChatResult(call_id, texts, parsed, True, pt, ct, lat, logprobs)
 
     async def _call(
         self, req: BackendRequest, key: str, schema: type[BaseModel] | None, ctx: CallContext
@@ -191,7 +192,7 @@ class LLMEngine:
         call_id = await self._record(req, key, ctx, resp, parsed, pt, ct, latency_ms, attempts, cost, error)
         if not ok:
             raise LLMCallFailed(error, call_id)
-        return ChatResult(call_id, list(resp.choices), parsed, False, pt, ct, latency_ms)
+        return ChatResult(call_id, list(resp.choices), parsed, False, pt, ct, latency_ms, resp.logprobs)
 
     async def _send(self, req: BackendRequest) -> tuple[BackendResponse, int]:
         """Send with retries; returns the response and the number of attempts it took."""
@@ -251,6 +252,7 @@ class LLMEngine:
                 choices=list(resp.choices) if resp else None,
                 parsed=[p.model_dump(mode="json") if p is not None else None for p in parsed] if parsed else None,
                 finish_reasons=list(resp.finish_reasons) if resp else None,
+                logprobs=resp.logprobs if resp else None,
                 prompt_tokens=pt, completion_tokens=ct, latency_ms=latency_ms, attempts=attempts,
                 cost_usd=cost, ok=error is None, error=error,
         ))

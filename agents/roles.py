@@ -6,9 +6,10 @@ beyond the ``CallContext`` it passes to the engine for traceability.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, Field, create_model
 
 from agents.engine import CallContext, ChatResult, LLMEngine
 from agents.prompts import prompt_hash, render
+from agents.scoring import ScoreReading, read_score
 
 RUBRICS_DIR = Path(__file__).parent / "rubrics"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -99,18 +101,64 @@ class AnswerGenerator:
         return await self.engine.chat(messages, ctx=ctx, seed=seed, **params)
 
 
+JUDGE_MODES = ("all_in_one", "per_criterion")
+JUDGE_SCORING = ("sampled", "expected")
+
+
+@dataclass(frozen=True)
+class CriterionGrade:
+    score: float
+    reading: ScoreReading
+    reason: str
+    call_id: int | None
+
+
 class RubricJudge:
+    """Grades an answer against a rubric: all criteria in one call (cheap), or one call per
+    criterion (HealthBench style: no criterion's grade leans on another's). With ``scoring =
+    "expected"`` each score is the probability-weighted mean over the integers the judge considered
+    (``agents.scoring``), which needs a server that returns ``top_logprobs``."""
+
     role = "judge"
-    prompt = "judge"
 
-    def __init__(self, engine: LLMEngine, rubric: SimpleRubric):
-        self.engine, self.rubric = engine, rubric
-        self.reply_model = judge_reply_model(rubric)
+    def __init__(self, engine: LLMEngine, rubric: SimpleRubric, mode: str = "all_in_one",
+                 scoring: str = "sampled", top_logprobs: int = 10):
+        if mode not in JUDGE_MODES:
+            raise ValueError(f"unknown judge mode {mode!r}; choose one of {', '.join(JUDGE_MODES)}")
+        if scoring not in JUDGE_SCORING:
+            raise ValueError(f"unknown judge scoring {scoring!r}; choose one of {', '.join(JUDGE_SCORING)}")
+        self.engine, self.rubric, self.mode, self.scoring = engine, rubric, mode, scoring
+        self.top_logprobs = top_logprobs
+        self.prompt = "judge" if mode == "all_in_one" else "judge_criterion"
+        self.reply_model = judge_reply_model(rubric) if mode == "all_in_one" else CriterionVerdict
 
-    async def grade(self, payload: dict[str, Any], answer: str, ctx: CallContext) -> tuple[ChatResult, dict]:
-        messages = render(self.prompt, question=question_text(payload), answer=answer,
-                          criteria=self.rubric.criteria)
-        ctx.role, ctx.prompt_name, ctx.prompt_hash = self.role, self.prompt, prompt_hash(self.prompt)
-        result = await self.engine.chat(messages, schema=self.reply_model, ctx=ctx, temperature=0.0, seed=0)
-        verdicts: dict[str, CriterionVerdict] = {c.name: getattr(result.value, c.name) for c in self.rubric.criteria}
-        return result, verdicts
+    def _params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"temperature": 0.0, "seed": 0}
+        if self.scoring == "expected":
+            params.update(logprobs=True, top_logprobs=self.top_logprobs)
+        return params
+
+    def _ctx(self, ctx: CallContext) -> CallContext:
+        return replace(ctx, role=self.role, prompt_name=self.prompt, prompt_hash=prompt_hash(self.prompt))
+
+    async def grade(self, payload: dict[str, Any], answer: str, ctx: CallContext) -> dict[str, CriterionGrade]:
+        question = question_text(payload)
+        if self.mode == "all_in_one":
+            messages = render(self.prompt, question=question, answer=answer, criteria=self.rubric.criteria)
+            res = await self.engine.chat(messages, schema=self.reply_model, ctx=self._ctx(ctx), **self._params())
+            lp = res.logprobs[0] if res.logprobs else None
+            return {c.name: self._grade(res, getattr(res.value, c.name), lp, c.name) for c in self.rubric.criteria}
+
+        async def one(c: Criterion) -> CriterionGrade:
+            messages = render(self.prompt, question=question, answer=answer, criterion=c)
+            res = await self.engine.chat(messages, schema=self.reply_model, ctx=self._ctx(ctx), **self._params())
+            return self._grade(res, res.value, res.logprobs[0] if res.logprobs else None, None)
+
+        grades = await asyncio.gather(*(one(c) for c in self.rubric.criteria))
+        return {c.name: g for c, g in zip(self.rubric.criteria, grades, strict=True)}
+
+    def _grade(self, res: ChatResult, verdict: CriterionVerdict, logprobs: Any, key: str | None) -> CriterionGrade:
+        reading = read_score(res.text, logprobs if self.scoring == "expected" else None, key)
+        if reading.sampled != verdict.score:  # the regex must agree with the validated reply
+            reading = ScoreReading(verdict.score, None, 0.0)
+        return CriterionGrade(float(reading.value), reading, verdict.reason, res.call_id)

@@ -27,6 +27,8 @@ class GenerateOptions(BaseModel):
     n_candidates: int = Field(4, ge=2, le=64)
     min_margin: float = Field(1.0, ge=0.0, le=10.0)
     rubric: str = "generic_medical"
+    judge_mode: Literal["all_in_one", "per_criterion"] = "all_in_one"
+    judge_scoring: Literal["sampled", "expected"] = "sampled"
     item_concurrency: int = Field(8, ge=1, le=1024)
     lease_seconds: float = Field(600.0, gt=0)
 

@@ -53,7 +53,8 @@ async def generate_command(console: Console, settings: Settings, input_file: Pat
     async with open_engines(settings, store) as engines:  # fails here if the server does not answer
         store.ensure_schema()
         deps = GenerateDeps(store, engines.generator, engines.judge, rubric,
-                            GenerateSettings(opts.n_candidates, opts.min_margin, settings.seed))
+                            GenerateSettings(opts.n_candidates, opts.min_margin, settings.seed,
+                                             opts.judge_mode, opts.judge_scoring))
         progress = Progress(
             TextColumn("[bold]generate[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("items"),
             TextColumn("{task.fields[calls]} calls ({task.fields[hits]} cached, {task.fields[failed]} failed)"),

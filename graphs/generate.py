@@ -45,6 +45,8 @@ class GenerateSettings:
     n_candidates: int = 4
     min_margin: float = 1.0  # on the judge's 0-10 weighted scale; smaller gaps are not preferences
     seed: int = 0
+    judge_mode: str = "all_in_one"  # or "per_criterion" (agents.roles.JUDGE_MODES)
+    judge_scoring: str = "sampled"  # or "expected" (probability-weighted, needs top_logprobs)
 
 
 class GenerateState(TypedDict, total=False):
@@ -83,7 +85,7 @@ def build_generate_graph(deps: GenerateDeps):
     """Assemble the graph; nodes are closures over ``deps`` (store, engines, rubric, settings)."""
     store, settings = deps.store, deps.settings
     answerer = AnswerGenerator(deps.generator)
-    grader = RubricJudge(deps.judge, deps.rubric)
+    grader = RubricJudge(deps.judge, deps.rubric, settings.judge_mode, settings.judge_scoring)
 
     def load_payload(item_id: int) -> dict[str, Any]:
         with store.session() as s:
@@ -136,17 +138,17 @@ def build_generate_graph(deps: GenerateDeps):
             answer = s.get(Candidate, task["candidate_id"]).text
         ctx = CallContext(run_id=task["run_id"], item_id=task["item_id"])
         try:
-            res, verdicts = await grader.grade(load_payload(task["item_id"]), answer, ctx)
+            grades = await grader.grade(load_payload(task["item_id"]), answer, ctx)
         except LLMCallFailed as exc:
             return {"failures": [f"judge[candidate {task['candidate_id']}]: {exc.reason}"]}
-        scores = {name: float(v.score) for name, v in verdicts.items()}
+        scores = {name: g.score for name, g in grades.items()}
         weighted = deps.rubric.weighted(scores)
         with store.session() as s:
             jids = add_judgments(s, [
-                {"run_id": task["run_id"], "candidate_id": task["candidate_id"], "llm_call_id": res.call_id,
-                 "criterion": name, "criterion_kind": "generic", "score": float(v.score), "reason": v.reason,
-                 "judge_model": deps.judge.model}
-                for name, v in verdicts.items()
+                {"run_id": task["run_id"], "candidate_id": task["candidate_id"], "llm_call_id": g.call_id,
+                 "criterion": name, "criterion_kind": "generic", "score": g.score, "reason": g.reason,
+                 "details": {**g.reading.as_dict(), "mode": settings.judge_mode}, "judge_model": deps.judge.model}
+                for name, g in grades.items()
             ])
             set_candidate_scores(s, task["candidate_id"], {"weighted": weighted, **scores})
         return {"graded": [{"candidate_id": task["candidate_id"], "weighted": weighted, "scores": scores,
@@ -208,7 +210,7 @@ def job_key_for(deps: GenerateDeps, dataset: str) -> str:
         "kind": "generate", "dataset": dataset, "generator": deps.generator.model,
         "generator_params": deps.generator.request_params(), "judge": deps.judge.model,
         "rubric": [c.__dict__ for c in deps.rubric.criteria], "settings": deps.settings.__dict__,
-        "prompts": [prompt_hash(AnswerGenerator.prompt), prompt_hash(RubricJudge.prompt)],
+        "prompts": [prompt_hash(AnswerGenerator.prompt), prompt_hash("judge"), prompt_hash("judge_criterion")],
     })[:32]
 
 

@@ -97,6 +97,7 @@ class LLMCall(Base):
     choices: Mapped[list[Any] | None] = mapped_column(JSONType)
     parsed: Mapped[list[Any] | None] = mapped_column(JSONType)
     finish_reasons: Mapped[list[Any] | None] = mapped_column(JSONType)
+    logprobs: Mapped[list[Any] | None] = mapped_column(JSONType)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
@@ -145,6 +146,7 @@ class Judgment(Base):
     score: Mapped[float | None] = mapped_column(Float)
     met: Mapped[bool | None] = mapped_column(Boolean)
     reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     judge_model: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

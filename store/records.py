@@ -111,7 +111,7 @@ def get_item(session: Session, item_id: int) -> Item:
 
 # -- LLM calls (the request cache) --------------------------------------------------------------
 CACHE_COLUMNS = (LLMCall.id, LLMCall.choices, LLMCall.parsed, LLMCall.prompt_tokens,
-                 LLMCall.completion_tokens, LLMCall.latency_ms)
+                 LLMCall.completion_tokens, LLMCall.latency_ms, LLMCall.logprobs)
 
 
 def find_cached_call(conn: Connection | Session, request_hash: str) -> Row | None:
@@ -159,11 +159,12 @@ def add_judgments(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]
     insert_ignore(session, Judgment, rows, ["candidate_id", "criterion", "llm_call_id"])
     if not rows:
         return []
-    q = select(Judgment.id, Judgment.criterion).where(
-        Judgment.candidate_id == rows[0]["candidate_id"], Judgment.llm_call_id == rows[0]["llm_call_id"]
+    q = select(Judgment.id, Judgment.candidate_id, Judgment.criterion, Judgment.llm_call_id).where(
+        Judgment.candidate_id.in_({r["candidate_id"] for r in rows}),
+        Judgment.llm_call_id.in_({r["llm_call_id"] for r in rows}),
     )
-    by_criterion = {c: i for i, c in session.execute(q)}
-    return [by_criterion[r["criterion"]] for r in rows]
+    ids = {(cand, crit, call): i for i, cand, crit, call in session.execute(q)}
+    return [ids[(r["candidate_id"], r["criterion"], r["llm_call_id"])] for r in rows]
 
 
 def pair_hash(kind: str, prompt: Any, chosen: str, rejected: str) -> str:

@@ -45,6 +45,15 @@ class Reply:
     finish_reason: str = "stop"
 
 
+def _openai_logprobs(tokens: list[Any] | None) -> dict[str, Any] | None:
+    if not tokens:
+        return None
+    return {"content": [
+        {"token": tok, "logprob": max(alts.values()) if alts else 0.0, "bytes": list(tok.encode()),
+         "top_logprobs": [{"token": a, "logprob": lp, "bytes": list(a.encode())} for a, lp in alts.items()]}
+        for tok, alts in tokens]}
+
+
 def default_responder(body: dict[str, Any]) -> str:
     last = body["messages"][-1]["content"]
     return f"echo(seed={body.get('seed')}): {last[:60]}"
@@ -118,14 +127,19 @@ class FakeOpenAIServer:
             return JSONResponse({"error": {"message": f"injected HTTP {reply.status}"}},
                                 status_code=reply.status, headers=reply.headers)
         n = int(body.get("n") or 1)
-        contents = [reply.content if reply.content is not None else self.responder(body) for _ in range(n)]
+        raw = [reply.content if reply.content is not None else self.responder(body) for _ in range(n)]
+        # a responder may return {"content": str, "logprobs": [[token, {alternative: logprob}], ...]}
+        contents = [r["content"] if isinstance(r, dict) else r for r in raw]
+        logprobs = [_openai_logprobs(r.get("logprobs")) if isinstance(r, dict) else None for r in raw]
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
         completion_tokens = sum(len(c.split()) for c in contents)
         return JSONResponse({
             "id": f"chatcmpl-{self.served}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model"),
             "choices": [{"index": i, "message": {"role": "assistant", "content": c},
-                         "finish_reason": reply.finish_reason} for i, c in enumerate(contents)],
+                         "finish_reason": reply.finish_reason,
+                         **({"logprobs": logprobs[i]} if body.get("logprobs") and logprobs[i] else {})}
+                        for i, c in enumerate(contents)],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }, headers=reply.headers)

@@ -4,6 +4,7 @@ failures, retries, traceability, and resuming after the process is killed."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -237,3 +238,39 @@ def test_killed_run_resumes_without_duplicates(tmp_path):
         "select max(c) from (select item_id, count(*) c from preference_pairs group by 1)").fetchone()
     con.close()
     assert dup == 0 and per_item[0] == 1
+
+
+async def test_per_criterion_expected_scores_break_ties_and_are_recorded(store, fake_server, tmp_path):
+    """Every answer gets the written score 5, but the judge leaned differently: expected scores
+    (from top_logprobs) separate them, and each judgment says how its score was made."""
+    leaning = {0: {"5": 0.5, "6": 0.5}, 1: {"5": 0.5, "4": 0.5}, 2: {"5": 1.0}}  # expected 5.5, 4.5, 5.0
+
+    def responder(body):
+        if not is_judge(body):
+            return f"answer seed={body['seed']} for {body['messages'][-1]['content']}"
+        assert body["logprobs"] is True and body["top_logprobs"] == 10
+        assert "Criterion:" in body["messages"][-1]["content"]  # one criterion per call
+        seed = int(body["messages"][-1]["content"].split("answer seed=")[1].split(" ")[0])
+        alts = {k: math.log(v) for k, v in leaning[seed].items()}
+        pieces = [['{"score": ', {}], ["5", alts], [', "reason": "ok"}', {}]]
+        return {"content": "".join(p[0] for p in pieces), "logprobs": pieces}
+
+    fake_server.responder = responder
+    deps = make_deps(store, fake_server, min_margin=0.5)
+    deps.settings.judge_mode, deps.settings.judge_scoring = "per_criterion", "expected"
+    report = await run(deps, write_inputs(tmp_path, QUESTIONS[:1]))
+    assert report.new_pairs == 1
+    assert sum(is_judge(b) for b in fake_server.requests) == 3 * len(CRITERIA)
+    with store.session() as s:
+        pair = s.scalars(select(PreferencePair)).one()
+        assert pair.chosen.startswith("answer seed=0 ") and pair.rejected.startswith("answer seed=1 ")
+        assert pair.margin == pytest.approx(1.0)
+        judgments = s.scalars(select(Judgment)).all()
+        assert len(judgments) == 3 * len(CRITERIA)
+        assert len({j.llm_call_id for j in judgments}) == 3 * len(CRITERIA)  # one call per criterion
+        assert all(j.details["scoring"] == "expected" and j.details["sampled"] == 5 and
+                   j.details["mode"] == "per_criterion" for j in judgments)
+        assert sorted({round(j.score, 3) for j in judgments}) == [4.5, 5.0, 5.5]
+        # the logprobs are stored with the call, so a cached re-run scores the same way
+        call = s.get(LLMCall, judgments[0].llm_call_id)
+        assert call.logprobs and call.params["top_logprobs"] == 10
