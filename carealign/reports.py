@@ -51,23 +51,26 @@ def generate_summary_table(report: GenerateReport, store: Store) -> Table:
 def runs_table(store: Store, limit: int) -> Table:
     t = Table(title=f"runs in {store.safe_url}")
     for col in ("run", "kind", "status", "started", "seconds", "calls", "pairs", "code"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col in ("run", "started", "status"))
     with store.session() as s:
         for r in s.scalars(select(Run).order_by(Run.started_at.desc()).limit(limit)):
             secs = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
             usage = (r.stats or {}).get("usage", {})
             calls = sum(u.get("calls", 0) for u in usage.values())
-            t.add_row(r.id, r.kind, r.status, r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            t.add_row(r.id[:12], r.kind, r.status, r.started_at.strftime("%m-%d %H:%M"),
                       f"{secs:.1f}" if secs is not None else "-", str(calls),
-                      str((r.stats or {}).get("new_pairs", "-")), r.code_version)
+                      str((r.stats or {}).get("new_pairs", "-")), r.code_version.removeprefix("git:"))
     return t
 
 
 def show_run(console: Console, store: Store, run_id: str) -> None:
     with store.session() as s:
-        run = s.get(Run, run_id)
-        if run is None:
-            raise StoreError(f"no run {run_id!r} in {store.safe_url} (see `carealign runs list`)")
+        matches = s.scalars(select(Run).where(Run.id.startswith(run_id)).limit(2)).all() if run_id else []
+        if len(matches) != 1:
+            what = "several runs start with" if matches else "no run"
+            raise StoreError(f"{what} {run_id!r} in {store.safe_url} (see `carealign runs list`)")
+        run = matches[0]
+        run_id = run.id
         counts = {
             "llm_calls": s.scalar(select(func.count()).select_from(LLMCall).where(LLMCall.run_id == run_id)),
             "failed llm_calls": s.scalar(select(func.count()).select_from(LLMCall)
