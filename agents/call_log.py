@@ -10,6 +10,7 @@ transaction, with their ids handed back in order.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -25,65 +26,54 @@ class CallLog:
     def __init__(self, store: Store, max_batch: int = 256):
         self.store, self.max_batch = store, max_batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="carealign-calllog")
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[int]]] = []
-        self._writer: asyncio.Task[None] | None = None
-        self._lookups: list[tuple[str, asyncio.Future[Row | None]]] = []
-        self._reader: asyncio.Task[None] | None = None
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[Any]]] = []
+        self._lookups: list[tuple[str, asyncio.Future[Any]]] = []
+        self._drainers: dict[str, asyncio.Task[None]] = {}
         self.batches = 0
 
     async def lookup(self, request_hash: str) -> Row | None:
         """The cached successful call for this request, if any. Lookups that arrive together are
         answered by one query."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Row | None] = loop.create_future()
-        self._lookups.append((request_hash, fut))
-        if self._reader is None or self._reader.done():
-            self._reader = loop.create_task(self._read_pending())
-        return await asyncio.shield(fut)
-
-    async def _read_pending(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._lookups:
-            batch, self._lookups = self._lookups[: self.max_batch], self._lookups[self.max_batch :]
-            try:
-                found = await loop.run_in_executor(self._executor, self._find, [k for k, _ in batch])
-            except Exception as exc:  # noqa: BLE001
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for key, fut in batch:
-                if not fut.done():
-                    fut.set_result(found.get(key))
-
-    def _find(self, keys: list[str]) -> dict[str, Row]:
-        with self.store.connection() as conn:
-            return find_cached_calls(conn, keys)
+        return await self._submit(self._lookups, "reader", request_hash, self._find)
 
     async def record(self, fields: dict[str, Any]) -> int:
-        """Queue one llm_calls row; returns its id once it is committed."""
-        loop = asyncio.get_running_loop()
+        """Queue one llm_calls row; returns its id once it is committed with its batch."""
         fields.setdefault("created_at", datetime.now(UTC))
-        fut: asyncio.Future[int] = loop.create_future()
-        self._pending.append((fields, fut))
-        if self._writer is None or self._writer.done():
-            self._writer = loop.create_task(self._write_pending())
+        return await self._submit(self._pending, "writer", fields, self._insert)
+
+    async def _submit(self, queue: list[tuple[Any, asyncio.Future[Any]]], drainer: str, value: Any,
+                      work: Callable[[list[Any]], list[Any]]) -> Any:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        queue.append((value, fut))
+        task = self._drainers.get(drainer)
+        if task is None or task.done():
+            self._drainers[drainer] = loop.create_task(self._drain(queue, work))
         return await asyncio.shield(fut)
 
-    async def _write_pending(self) -> None:
+    async def _drain(self, queue: list[tuple[Any, asyncio.Future[Any]]],
+                     work: Callable[[list[Any]], list[Any]]) -> None:
+        """Run ``work`` on the database thread for everything queued, a batch at a time, and hand
+        each waiter its own result (or the batch's error)."""
         loop = asyncio.get_running_loop()
-        while self._pending:
-            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+        while queue:
+            batch = queue[: self.max_batch]
+            del queue[: self.max_batch]
             try:
-                ids = await loop.run_in_executor(self._executor, self._insert, [f for f, _ in batch])
+                results = await loop.run_in_executor(self._executor, work, [value for value, _ in batch])
             except Exception as exc:  # noqa: BLE001 - every waiter gets the database error
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
-            for (_, fut), call_id in zip(batch, ids, strict=True):
+            for (_, fut), result in zip(batch, results, strict=True):
                 if not fut.done():
-                    fut.set_result(call_id)
+                    fut.set_result(result)
+
+    def _find(self, keys: list[str]) -> list[Row | None]:
+        with self.store.connection() as conn:
+            found = find_cached_calls(conn, keys)
+        return [found.get(k) for k in keys]
 
     def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
         self.batches += 1

@@ -427,3 +427,17 @@ async def test_usage_tokens_and_cost_match_what_the_server_reported(fake_server,
     assert sum(r["prompt_tokens"] for r in stored) == pt
     assert sum(r["completion_tokens"] for r in stored) == ct
     assert sum(r["cost_usd"] for r in stored) == pytest.approx(engine.usage.cost_usd)
+
+
+async def test_concurrent_calls_are_recorded_in_shared_batches_with_their_own_ids(sqlite_store, make_engine):
+    """The call log batches inserts made together, and each caller still gets its own row's id."""
+    with FakeOpenAIServer(latency=0.1) as server:
+        server.responder = lambda body: f"reply to seed {body['seed']}"
+        engine = make_engine(server, sqlite_store, limiter=Limiter(40))
+        results = await asyncio.gather(*(engine.chat(MSG, ctx=CTX, seed=i) for i in range(40)))
+    assert engine.call_log.batches < 40
+    stored = {r["id"]: r for r in rows(sqlite_store)}
+    assert len(stored) == 40
+    for i, res in enumerate(results):
+        assert stored[res.call_id]["choices"] == [f"reply to seed {i}"] == res.texts
+        assert stored[res.call_id]["params"]["seed"] == i
