@@ -169,3 +169,19 @@ def test_export_refuses_to_clobber_folders_and_uninitialised_stores(tmp_path, se
     none = cli("--db", db, "db", "export", "--out", str(tmp_path / "none.jsonl"), "--kind", "esc_turn")
     assert none.exit_code == 2 and "no pairs match the selection (kind=esc_turn)" in none.stderr
     assert not (tmp_path / "none.jsonl").exists()
+
+
+def test_no_cache_calls_the_model_again_and_still_stores_no_duplicate_pairs(tmp_path, fake_server):
+    fake_server.responder = scripted({0: 9, 1: 2, 2: 5})
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"prompt": "Can adults take paracetamol with ibuprofen?"}\n')
+    db = str(tmp_path / "nc.db")
+    base = ["--db", db, "--base-url", fake_server.base_url, "generate", str(src), "--n", "3"]
+    assert cli(*base).exit_code == 0
+    first = len(fake_server.requests)
+    assert cli(*base).exit_code == 0 and len(fake_server.requests) == first  # finished: nothing to do
+    res = cli(*base, "--no-cache")
+    assert res.exit_code == 0 and len(fake_server.requests) == 2 * first  # every call made again
+    with Store(db).session() as s:
+        counts = table_counts(s)
+    assert counts["preference_pairs"] == 1 and counts["llm_calls"] == 2 * first
