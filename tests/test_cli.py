@@ -185,3 +185,12 @@ def test_no_cache_calls_the_model_again_and_still_stores_no_duplicate_pairs(tmp_
     with Store(db).session() as s:
         counts = table_counts(s)
     assert counts["preference_pairs"] == 1 and counts["llm_calls"] == 2 * first
+
+
+def test_db_upgrade_creates_then_keeps_the_schema(db_url):
+    res = cli("--db", db_url, "db", "upgrade")
+    assert res.exit_code == 0 and "(empty) -> 0001" in res.stdout
+    res = cli("--db", db_url, "db", "upgrade")
+    assert res.exit_code == 0 and "0001 -> 0001" in res.stdout
+    stats = cli("--db", db_url, "db", "stats")
+    assert stats.exit_code == 0 and "llm_calls" in stats.stdout

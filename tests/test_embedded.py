@@ -109,3 +109,34 @@ def test_unknown_model_file_is_a_clear_error(tmp_path: Path):
     res = CliRunner().invoke(app, ["--model-file", str(tmp_path / "nope.gguf"), "--db", str(tmp_path / "x.db"),
                                    "serve-local"])
     assert res.exit_code == 2 and "nope.gguf" in res.stderr and "does not exist" in res.stderr
+
+
+def test_serve_local_command_serves_until_ctrl_c(tmp_path: Path):
+    """`carealign serve-local` prints its URL, answers chat requests, and stops the server on Ctrl-C."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "carealign.cli", "serve-local"], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**__import__("os").environ, "COLUMNS": "200"})
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/v1", line).group(0)
+        reply = httpx.post(f"{url}/chat/completions", timeout=120, json={
+            "model": "smollm2-135m-instruct", "max_tokens": 8,
+            "messages": [{"role": "user", "content": "Say hello."}]}).json()
+        assert reply["choices"][0]["message"]["content"].strip()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        time.sleep(0.5)
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{url}/models", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
