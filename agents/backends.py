@@ -71,6 +71,11 @@ def response_format(style: str, schema: dict[str, Any] | None, name: str) -> dic
     raise ValueError(f"unknown response format style {style!r}; choose one of {RESPONSE_FORMAT_STYLES}")
 
 
+def clean_text(text: str) -> str:
+    """Model output as storable text: NUL characters (which PostgreSQL cannot store) become U+FFFD."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def safe_http_url(url: str | None) -> str | None:
     """The URL without credentials or query string, safe to store and print."""
     if not url:
@@ -114,9 +119,12 @@ class OpenAICompatBackend:
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10.0))
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     def _client(self) -> aiohttp.ClientSession:
         # created lazily: an aiohttp session belongs to the event loop that is running it
+        if self._closed:
+            raise TransientLLMError("the backend is closed")
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 headers=self._headers, timeout=self._timeout,
@@ -137,6 +145,23 @@ class OpenAICompatBackend:
             raise LLMUnavailable(f"the model server at {where} refused the API key (HTTP {status})")
         if status >= 500:
             raise LLMUnavailable(f"the model server at {where} answered HTTP {status}")
+
+    async def list_models(self) -> list[str]:
+        """The ids the server lists at ``/models`` (with this backend's API key)."""
+        where = safe_http_url(self.base_url)
+        try:
+            async with self._client().get(f"{self.base_url}/models",
+                                          timeout=aiohttp.ClientTimeout(total=10.0)) as resp:
+                status, text = resp.status, await resp.text()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise LLMUnavailable(f"cannot reach the model server at {where}: {type(exc).__name__}") from None
+        if status in (401, 403):
+            raise LLMUnavailable(f"the model server at {where} refused the API key (HTTP {status})")
+        try:
+            return [str(m["id"]) for m in json.loads(text)["data"]]
+        except (ValueError, KeyError, TypeError):
+            raise LLMUnavailable(f"the model server at {where} did not list its models (HTTP {status}); "
+                                 "pass --model") from None
 
     async def complete(self, req: BackendRequest) -> BackendResponse:
         body: dict[str, Any] = {"model": req.model, "messages": req.messages}
@@ -161,7 +186,7 @@ class OpenAICompatBackend:
             choices = data["choices"]
             if not choices:
                 raise ValueError("the reply has no choices")
-            texts = [(c.get("message") or {}).get("content") or "" for c in choices]
+            texts = [clean_text((c.get("message") or {}).get("content") or "") for c in choices]
             reasons = [c.get("finish_reason") for c in choices]
             logprobs = [compact_logprobs(c) for c in choices] if req.params.get("logprobs") else None
             usage = data.get("usage") or {}
@@ -173,6 +198,7 @@ class OpenAICompatBackend:
                                completion_tokens=completion_tokens, logprobs=logprobs)
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None and not self._session.closed:
             await self._session.close()
 
@@ -206,7 +232,7 @@ class LangChainBackend:
             except Exception as exc:  # noqa: BLE001 - classify whatever the integration raises
                 raise _classify_langchain_error(exc) from None
             content = msg.content if isinstance(msg.content, str) else str(msg.content)
-            out.choices.append(content)
+            out.choices.append(clean_text(content))
             meta = getattr(msg, "response_metadata", {}) or {}
             out.finish_reasons.append(meta.get("finish_reason"))
             usage = getattr(msg, "usage_metadata", None) or {}

@@ -61,14 +61,30 @@ class CallLog:
             del queue[: self.max_batch]
             try:
                 results = await loop.run_in_executor(self._executor, work, [value for value, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - every waiter gets the database error
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001
+                if len(batch) == 1:
+                    if not batch[0][1].done():
+                        batch[0][1].set_exception(exc)
+                    continue
+                # one bad row must not cost the others their records: retry them one at a time
+                await self._one_by_one(batch, work)
                 continue
             for (_, fut), result in zip(batch, results, strict=True):
                 if not fut.done():
                     fut.set_result(result)
+
+    async def _one_by_one(self, batch: list[tuple[Any, asyncio.Future[Any]]],
+                          work: Callable[[list[Any]], list[Any]]) -> None:
+        loop = asyncio.get_running_loop()
+        for value, fut in batch:
+            try:
+                [result] = await loop.run_in_executor(self._executor, work, [value])
+            except Exception as exc:  # noqa: BLE001 - only this waiter gets the error
+                if not fut.done():
+                    fut.set_exception(exc)
+                continue
+            if not fut.done():
+                fut.set_result(result)
 
     def _find(self, keys: list[str]) -> list[Row | None]:
         with self.store.connection() as conn:

@@ -260,4 +260,4 @@ class LLMEngine:
     async def aclose(self) -> None:
         await self.backend.aclose()
         if self.call_log is not None:
-            self.call_log.close()
+            self.call_log.close()  # waits for queued records to be written

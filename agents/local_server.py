@@ -8,6 +8,7 @@ at run time. The server is a child process that is stopped when the context exit
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import socket
@@ -79,6 +80,7 @@ class LocalServer:
         self.port = self.cfg.port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = False
         self._log = tempfile.NamedTemporaryFile(prefix="carealign-llama-", suffix=".log", delete=False)
 
     def command(self) -> list[str]:
@@ -95,19 +97,27 @@ class LocalServer:
     def start(self) -> LocalServer:
         if importlib.util.find_spec("llama_cpp") is None:
             raise LLMUnavailable("the embedded model needs the 'local' extra: pip install 'carealign[local]'")
-        self._proc = subprocess.Popen(
+        atexit.register(self.stop)  # last resort: the server runs in its own session and would outlive us
+        self._proc = proc = subprocess.Popen(
             self.command(), stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True,  # Ctrl-C goes to carealign, which then stops the server itself
         )
+        # stop() may run on another thread at any moment (Ctrl-C during start-up): it clears
+        # self._proc, so this loop watches its own handle and re-checks the flag after each step
         deadline = time.monotonic() + self.cfg.startup_timeout
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
+            if self._stopping:
+                self._terminate()
+                raise LLMUnavailable("the embedded model server was stopped while starting")
+            if proc.poll() is not None:
+                if self._stopping:
+                    continue
                 raise LLMUnavailable(
-                    f"llama.cpp server exited with code {self._proc.returncode}; log: {self._log.name}\n"
+                    f"llama.cpp server exited with code {proc.returncode}; log: {self._log.name}\n"
                     + self.log_tail()
                 )
             try:
-                if httpx.get(f"{self.base_url}/models", timeout=2.0).status_code == 200:
+                if httpx.get(f"{self.base_url}/models", timeout=2.0).status_code == 200 and not self._stopping:
                     return self
             except httpx.HTTPError:
                 pass
@@ -122,6 +132,11 @@ class LocalServer:
             return ""
 
     def stop(self) -> None:
+        self._stopping = True
+        self._terminate()
+        self._log.close()
+
+    def _terminate(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -130,7 +145,6 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
-        self._log.close()
 
     def __enter__(self) -> LocalServer:
         return self.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -55,7 +56,7 @@ class Ctx:
 
     def existing_store(self) -> Store:
         """A store that must already hold a carealign schema (for read and export commands)."""
-        store = self.store(init=False)
+        store = Store(self.settings().db, must_exist=True)
         if store.current_revision() is None:
             raise StoreError(f"{store.safe_url} has no carealign schema: run `carealign db init`")
         return store
@@ -253,6 +254,9 @@ def generate(
 
 
 def main() -> None:
+    # `kill` (SIGTERM) stops carealign the way Ctrl-C does, so the same clean-up runs: claims are
+    # handed back, the run is marked interrupted, the embedded model server is stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:

@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-
-import httpx
 
 from agents.backends import OpenAICompatBackend, safe_http_url
 from agents.engine import EngineConfig, LLMEngine
@@ -33,18 +31,6 @@ class Engines:
                 and self.generator.backend.base_url == self.judge.backend.base_url)
 
 
-async def first_model(base_url: str, timeout: float = 10.0) -> str:
-    """The first model a server lists (vLLM serves one; its name is what requests must say)."""
-    try:
-        async with httpx.AsyncClient(timeout=timeout) as client:
-            data = (await client.get(f"{base_url.rstrip('/')}/models")).json()
-        return str(data["data"][0]["id"])
-    except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise LLMUnavailable(
-            f"cannot list models at {safe_http_url(base_url)} ({type(exc).__name__}); pass --model"
-        ) from None
-
-
 def _style(settings: Settings, local: bool) -> str:
     if settings.response_format != "auto":
         return settings.response_format
@@ -52,35 +38,43 @@ def _style(settings: Settings, local: bool) -> str:
 
 
 async def _engine(settings: Settings, store: Store | None, base_url: str, model: str | None, local: bool,
-                  temperature: float | None = None) -> LLMEngine:
+                  stack: AsyncExitStack) -> LLMEngine:
     backend = OpenAICompatBackend(
         base_url, api_key_env=settings.api_key_env, timeout=settings.timeout,
         response_format_style=_style(settings, local), max_connections=max(settings.concurrency, 8),
     )
+    stack.push_async_callback(backend.aclose)
     await backend.check()
+    if model is None:  # the server's first model (vLLM serves exactly one)
+        model = (await backend.list_models() or [None])[0]
+        if model is None:
+            raise LLMUnavailable(f"the model server at {safe_http_url(base_url)} lists no models; pass --model")
     config = EngineConfig(
-        model=model or await first_model(base_url), temperature=settings.temperature if temperature is None
-        else temperature, max_tokens=settings.max_tokens, cache=settings.cache,
+        model=model, temperature=settings.temperature, max_tokens=settings.max_tokens, cache=settings.cache,
         max_retries=settings.max_retries, prices=settings.prices,
     )
-    limiter = shared_limiter(settings.concurrency, settings.rpm, settings.tpm)
-    return LLMEngine(backend, config, limiter, store)
+    engine = LLMEngine(backend, config, shared_limiter(settings.concurrency, settings.rpm, settings.tpm), store)
+    stack.push_async_callback(engine.aclose)
+    return engine
 
 
 @asynccontextmanager
 async def open_engines(settings: Settings, store: Store | None) -> AsyncIterator[Engines]:
-    local: LocalServer | None = None
-    base_url, model = settings.base_url, settings.model
-    if base_url is None:
-        local = LocalServer(LocalServerConfig(model=settings.local_model, n_ctx=settings.local_n_ctx))
-        await asyncio.to_thread(local.start)
-        base_url, model = local.base_url, model or local.model_name
-    try:
-        generator = await _engine(settings, store, base_url, model, local is not None)
+    """Everything opened here (the embedded server, HTTP sessions, the call-log thread) is closed
+    on the way out, also when a check fails halfway or the user presses Ctrl-C."""
+    async with AsyncExitStack() as stack:
+        local: LocalServer | None = None
+        base_url, model = settings.base_url, settings.model
+        if base_url is None:
+            local = LocalServer(LocalServerConfig(model=settings.local_model, n_ctx=settings.local_n_ctx))
+            stack.callback(local.stop)
+            await asyncio.to_thread(local.start)
+            base_url, model = local.base_url, model or local.model_name
+        generator = await _engine(settings, store, base_url, model, local is not None, stack)
         judge_url = settings.judge_base_url or base_url
         judge_local = local is not None and settings.judge_base_url is None
         judge = await _engine(settings, store, judge_url, settings.judge_model or
-                              (generator.model if judge_url == base_url else None), judge_local)
+                              (generator.model if judge_url == base_url else None), judge_local, stack)
         engines = Engines(generator, judge, local)
         if engines.same_model:
             warnings.warn(
@@ -88,11 +82,4 @@ async def open_engines(settings: Settings, store: Store | None) -> AsyncIterator
                 "answers; set --judge-model / --judge-base-url for an independent judge",
                 stacklevel=2,
             )
-        try:
-            yield engines
-        finally:
-            await generator.aclose()
-            await judge.aclose()
-    finally:
-        if local is not None:
-            await asyncio.to_thread(local.stop)
+        yield engines

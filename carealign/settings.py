@@ -66,8 +66,16 @@ class Settings(BaseSettings):
         return init_settings, env_settings, InitSettingsSource(settings_cls, _FILE_VALUES.get() or {})
 
     def for_run(self) -> dict[str, Any]:
-        """What is stored with a run: every setting (there are no secrets among them)."""
-        return self.model_dump(mode="json")
+        """What is stored with a run: every setting, with credentials removed from URLs (a URL may
+        carry a password or key; keys themselves are never settings)."""
+        from agents.backends import safe_http_url
+        from store import redact_url
+
+        data = self.model_dump(mode="json")
+        data["db"] = redact_url(self.db)
+        for key in ("base_url", "judge_base_url"):
+            data[key] = safe_http_url(data[key])
+        return data
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

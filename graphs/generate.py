@@ -34,7 +34,6 @@ from store.records import (
     create_run,
     finish_run,
     get_item,
-    set_candidate_scores,
     sha256_of,
     upsert_items,
 )
@@ -150,7 +149,6 @@ def build_generate_graph(deps: GenerateDeps):
                  "details": {**g.reading.as_dict(), "mode": settings.judge_mode}, "judge_model": deps.judge.model}
                 for name, g in grades.items()
             ])
-            set_candidate_scores(s, task["candidate_id"], {"weighted": weighted, **scores})
         return {"graded": [{"candidate_id": task["candidate_id"], "weighted": weighted, "scores": scores,
                             "judgment_ids": jids}]}
 

@@ -9,25 +9,34 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class InputError(ValueError):
     """An input file that cannot be used as given."""
 
 
+def _no_nul(text: str | None) -> str | None:
+    if text is not None and "\x00" in text:
+        raise ValueError("contains a NUL character (\\u0000), which no store can keep")
+    return text
+
+
+Text = Annotated[str, Field(min_length=1), AfterValidator(_no_nul)]
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Literal["system", "user", "assistant"]
-    content: str = Field(min_length=1)
+    content: Text
 
 
 class Instruction(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str | int | None = None
-    prompt: str | None = Field(default=None, min_length=1)
+    prompt: Text | None = None
     messages: list[Message] | None = Field(default=None, min_length=1)
     lang: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)

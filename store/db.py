@@ -97,8 +97,12 @@ def alembic_config(engine: Engine) -> Config:
 class Store:
     """A handle on one database: sessions, transactions and schema state."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, must_exist: bool = False):
         self.url = normalise_url(url)
+        db = make_url(self.url).database
+        if must_exist and make_url(self.url).get_backend_name() == "sqlite" and db and db != ":memory:" \
+                and not Path(db).expanduser().exists():
+            raise StoreError(f"no store at {db!r}: run `carealign db init` (or check --db)")
         self.engine = make_engine(self.url)
         self.dialect = self.engine.dialect.name
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -120,10 +124,20 @@ class Store:
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (creates every table on an empty database)."""
+        if self.current_revision() is None:
+            self._refuse_foreign_tables()
         try:
             command.upgrade(alembic_config(self.engine), "head")
         except OperationalError as exc:
             raise StoreError(f"cannot migrate database {self.safe_url}: {exc.orig}") from None
+
+    def _refuse_foreign_tables(self) -> None:
+        tables = set(inspect(self.engine).get_table_names())
+        if tables - {"alembic_version"}:
+            raise StoreError(
+                f"database {self.safe_url} has tables but no carealign schema version; "
+                "point --db at an empty database or a carealign store"
+            )
 
     def ensure_schema(self) -> None:
         """Initialise an empty database; refuse one at an older revision (needs ``db upgrade``)."""
@@ -131,12 +145,6 @@ class Store:
         if current == self.head_revision():
             return
         if current is None:
-            tables = set(inspect(self.engine).get_table_names())
-            if tables - {"alembic_version"}:
-                raise StoreError(
-                    f"database {self.safe_url} has tables but no carealign schema version; "
-                    "point --db at an empty database or a carealign store"
-                )
             self.upgrade()
             return
         raise StoreError(

@@ -109,7 +109,9 @@ class LLMCall(Base):
 
 
 class Candidate(Base):
-    """One generated answer; a cached call yields the same candidate, never a second row."""
+    """One generated answer; a cached call yields the same candidate, never a second row. Its grades
+    live in ``judgments`` (one row per criterion, judge call and run), never on the candidate: two
+    jobs with different judges share the candidate and must not overwrite each other."""
 
     __tablename__ = "candidates"
     __table_args__ = (
@@ -125,7 +127,6 @@ class Candidate(Base):
     model: Mapped[str] = mapped_column(String(255))
     text: Mapped[str] = mapped_column(Text)
     text_hash: Mapped[str] = mapped_column(String(64), index=True)
-    scores: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

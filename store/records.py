@@ -151,10 +151,6 @@ def add_candidate(session: Session, **fields: Any) -> int:
     return session.scalars(q).one()
 
 
-def set_candidate_scores(session: Session, candidate_id: int, scores: dict[str, Any]) -> None:
-    session.execute(update(Candidate).where(Candidate.id == candidate_id).values(scores=scores))
-
-
 def add_judgments(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     insert_ignore(session, Judgment, rows, ["candidate_id", "criterion", "llm_call_id"])
     if not rows:

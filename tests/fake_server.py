@@ -65,6 +65,7 @@ class FakeOpenAIServer:
         self.responder: Callable[[dict[str, Any]], str] = default_responder
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []  # request headers, lower-case names
+        self.model_list_headers: list[dict[str, str]] = []
         self.served = 0
         self.peak_concurrency = 0
         self._active = 0
@@ -98,6 +99,7 @@ class FakeOpenAIServer:
 
     # -- handlers -------------------------------------------------------------------------------
     async def _models(self, request: Request) -> Response:
+        self.model_list_headers.append({k.lower(): v for k, v in request.headers.items()})
         return JSONResponse({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"}
                                                          for m in self.models]})
 

@@ -48,6 +48,7 @@ BAD_INPUTS = {
     "empty_file": (b"", "bad.jsonl: no records (the file is empty)"),
     "blank_lines_only": (b"\n\n  \n", "bad.jsonl: no records (the file is empty)"),
     "non_utf8": ('{"prompt": "caf\u00e9"}\n'.encode("latin-1"), "bad.jsonl:1: not valid UTF-8"),
+    "nul_character": (b'{"prompt": "ok"}\n{"prompt": "a\\u0000b"}\n', "bad.jsonl:2: field 'prompt': contains a NUL"),
 }
 
 
@@ -139,8 +140,45 @@ def test_db_init_stats_export_and_runs_on_both_databases(db_url, tmp_path, fake_
 
 
 def test_db_stats_on_an_uninitialised_database(tmp_path):
-    res = cli("--db", str(tmp_path / "empty.db"), "db", "stats")
-    assert res.exit_code == 2 and "carealign db init" in res.stderr
+    for command in (["db", "stats"], ["runs", "list"], ["db", "export", "--out", str(tmp_path / "x.jsonl")]):
+        res = cli("--db", str(tmp_path / "empty.db"), *command)
+        assert res.exit_code == 2 and "carealign db init" in res.stderr
+    assert not (tmp_path / "empty.db").exists()  # reading never creates a store
+
+
+def test_db_upgrade_refuses_a_foreign_database(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "other.db"
+    con = sqlite3.connect(db)
+    con.execute("create table items (x int)")
+    con.commit()
+    con.close()
+    res = cli("--db", str(db), "db", "upgrade")
+    assert res.exit_code == 2 and "has tables but no carealign schema" in res.stderr
+    con = sqlite3.connect(db)
+    assert [r[0] for r in con.execute("select name from sqlite_master where type='table'")] == ["items"]
+    con.close()
+
+
+def test_credentials_in_urls_never_reach_the_store_or_the_terminal(pg_url, tmp_path, fake_server):
+    """A password in --db and a key in --base-url are used, but stored and shown without them."""
+    from sqlalchemy.engine import make_url
+
+    fake_server.responder = scripted({0: 9, 1: 2, 2: 5})
+    db = make_url(pg_url).set(password="hunter2pw").render_as_string(hide_password=False)  # trust auth
+    base = fake_server.base_url.replace("http://", "http://user:sk-SECRET-KEY@")
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"prompt": "Is it safe to exercise with a cold?"}\n')
+    res = cli("--db", db, "--base-url", base, "generate", str(src), "--n", "2")
+    assert res.exit_code == 0, res.output
+    shown = cli("--db", db, "runs", "show", Store(db).engine.connect().exec_driver_sql("select id from runs").scalar())
+    assert shown.exit_code == 0
+    with Store(db).engine.connect() as conn:
+        dump = " ".join(str(row) for table in ("runs", "llm_calls", "items", "preference_pairs")
+                        for row in conn.exec_driver_sql(f"select * from {table}"))
+    for secret in ("hunter2pw", "sk-SECRET-KEY"):
+        assert secret not in dump and secret not in shown.stdout and secret not in res.output
 
 
 def test_same_model_judging_warns(tmp_path, fake_server):

@@ -140,3 +140,32 @@ def test_serve_local_command_serves_until_ctrl_c(tmp_path: Path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_stopping_while_the_server_starts_leaves_no_process_behind():
+    """Ctrl-C during start-up: stop() from another thread ends the llama.cpp process start() spawned."""
+    import threading
+    import time
+
+    from agents.errors import LLMUnavailable
+    from agents.local_server import LocalServer
+
+    srv = LocalServer()
+    errors: list[Exception] = []
+
+    def start():
+        try:
+            srv.start()
+        except LLMUnavailable as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=start)
+    t.start()
+    deadline = time.monotonic() + 30
+    while srv._proc is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc = srv._proc
+    srv.stop()
+    t.join(timeout=30)
+    assert proc is not None and proc.poll() is not None  # the child is gone
+    assert errors and "stopped while starting" in str(errors[0])

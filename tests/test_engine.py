@@ -441,3 +441,61 @@ async def test_concurrent_calls_are_recorded_in_shared_batches_with_their_own_id
     for i, res in enumerate(results):
         assert stored[res.call_id]["choices"] == [f"reply to seed {i}"] == res.texts
         assert stored[res.call_id]["params"]["seed"] == i
+
+
+async def test_a_row_the_database_rejects_does_not_cost_the_others_their_records(store):
+    """CallLog inserts in batches; when one row fails, the rest are retried alone and stored."""
+    from agents.call_log import CallLog
+
+    log = CallLog(store)
+    good = [{"request_hash": f"h{i}", "model": "m", "messages": [], "params": {}} for i in range(6)]
+    bad = {"request_hash": "bad", "model": None, "messages": [], "params": {}}  # NOT NULL violation
+    results = await asyncio.gather(*(log.record(dict(r)) for r in [*good[:3], bad, *good[3:]]),
+                                   return_exceptions=True)
+    log.close()
+    assert isinstance(results[3], Exception)
+    ids = [r for i, r in enumerate(results) if i != 3]
+    assert all(isinstance(i, int) for i in ids) and len(set(ids)) == 6
+    stored = {r["id"]: r["request_hash"] for r in rows(store)}
+    assert [stored[i] for i in ids] == [f"h{i}" for i in range(6)]
+
+
+async def test_nul_characters_in_replies_are_stored_as_replacement_characters(fake_server, store, make_engine):
+    engine = make_engine(fake_server, store)
+    fake_server.script([Reply(content="bad\x00byte")])
+    result = await engine.chat(MSG, ctx=CTX)
+    assert result.text == "bad\ufffdbyte"
+    assert rows(store)[0]["choices"] == ["bad\ufffdbyte"]
+
+
+async def test_model_is_taken_from_the_server_list_with_the_api_key(fake_server, sqlite_store, monkeypatch):
+    from carealign.engines import open_engines
+    from carealign.settings import load_settings
+
+    monkeypatch.setenv("CAREALIGN_TEST_KEY", "sk-list-models")
+    settings = load_settings(None, base_url=fake_server.base_url, api_key_env="CAREALIGN_TEST_KEY")
+    async with open_engines(settings, sqlite_store) as engines:
+        assert engines.generator.model == "fake-model" and engines.judge.model == "fake-model"
+    assert fake_server.model_list_headers[-1]["authorization"] == "Bearer sk-list-models"
+    assert engines.generator.backend._closed and engines.judge.backend._closed
+
+
+async def test_a_failed_server_check_closes_what_was_already_opened(fake_server, sqlite_store, monkeypatch):
+    """The generator engine opens, the judge's server is down: both are closed, one clear error."""
+    from agents import backends
+    from carealign.engines import open_engines
+    from carealign.settings import load_settings
+
+    made: list = []
+    real_init = backends.OpenAICompatBackend.__init__
+
+    def recording_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(backends.OpenAICompatBackend, "__init__", recording_init)
+    settings = load_settings(None, base_url=fake_server.base_url, judge_base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(LLMUnavailable, match="cannot reach the model server at http://127.0.0.1:9/v1"):
+        async with open_engines(settings, sqlite_store):
+            pass
+    assert len(made) == 2 and all(b._closed for b in made)

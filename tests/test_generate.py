@@ -274,3 +274,25 @@ async def test_per_criterion_expected_scores_break_ties_and_are_recorded(store, 
         # the logprobs are stored with the call, so a cached re-run scores the same way
         call = s.get(LLMCall, judgments[0].llm_call_id)
         assert call.logprobs and call.params["top_logprobs"] == 10
+
+
+def test_sigterm_marks_the_run_interrupted_and_hands_claims_back(tmp_path):
+    import sqlite3
+
+    path = write_inputs(tmp_path, [{"prompt": f"Question {i} about asthma inhalers?"} for i in range(6)])
+    db = tmp_path / "term.db"
+    with FakeOpenAIServer(latency=0.3) as server:
+        server.responder = scripted({0: 9, 1: 2, 2: 5})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "carealign.cli", "--db", str(db), "--base-url", server.base_url,
+             "generate", str(path), "--n", "3"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(server.requests) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 130
+    assert "interrupted" in proc.stderr.read()
+    con = sqlite3.connect(db)
+    assert con.execute("select status from runs").fetchall() == [("interrupted",)]
+    assert con.execute("select count(*) from work_items where status = 'claimed'").fetchone() == (0,)
+    con.close()
