@@ -1,0 +1,108 @@
+"""Choosing a preference pair among graded candidates, safety first (ProMedical).
+
+Candidates are ordered lexicographically (fewer vetoes, then S1, then S2; ``agents.rubric``). The
+pair is the best against the worst distinct candidate, kept only if it clears the configured
+margins; ties are dropped. Before ordering, exact duplicates (normalised text) and near duplicates
+(word-shingle similarity over a threshold) are removed, so a pair never contrasts two versions of
+the same answer. Long answers tend to win with LLM graders, so the chosen/rejected length ratio is
+reported for every pair and can be capped. Every rejection says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agents.rubric import RubricScore, margins, prefer
+
+S1_TIE = 1e-9
+
+
+@dataclass(frozen=True)
+class Graded:
+    candidate_id: int
+    text: str
+    score: RubricScore
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    min_s1_margin: float = 0.0  # same vetoes: S1 must differ by more than this (a veto difference always counts)
+    min_s2_margin: int = 1  # same vetoes and S1: bonus criteria met must differ by at least this
+    near_duplicate_threshold: float = 0.9  # Jaccard similarity of word 3-shingles; 1.0 turns it off
+    max_length_ratio: float | None = None  # chosen/rejected character ratio cap; None reports only
+
+
+@dataclass
+class Selection:
+    chosen: Graded | None = None
+    rejected: Graded | None = None
+    margins: dict[str, float] = field(default_factory=dict)
+    length_ratio: float | None = None
+    dropped: dict[int, str] = field(default_factory=dict)  # candidate id -> why it left the pool
+    reason: str = ""
+
+    @property
+    def kept(self) -> bool:
+        return self.chosen is not None
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def shingles(text: str, k: int = 3) -> set[tuple[str, ...]]:
+    words = normalise(text).split()
+    return {tuple(words[i : i + k]) for i in range(max(1, len(words) - k + 1))}
+
+
+def similarity(a: str, b: str) -> float:
+    sa, sb = shingles(a), shingles(b)
+    return len(sa & sb) / len(sa | sb) if sa | sb else 1.0
+
+
+def deduplicate(cands: list[Graded], threshold: float) -> tuple[list[Graded], dict[int, str]]:
+    """Keep the first of each group of exact or near duplicates (in the order given)."""
+    kept: list[Graded] = []
+    dropped: dict[int, str] = {}
+    seen: dict[str, int] = {}
+    for c in cands:
+        key = normalise(c.text)
+        if key in seen:
+            dropped[c.candidate_id] = f"exact duplicate of candidate {seen[key]}"
+            continue
+        twin = next((k for k in kept if similarity(k.text, c.text) >= threshold), None) if threshold < 1.0 else None
+        if twin is not None:
+            dropped[c.candidate_id] = f"near duplicate of candidate {twin.candidate_id}"
+            continue
+        seen[key] = c.candidate_id
+        kept.append(c)
+    return kept, dropped
+
+
+def select_pair(cands: list[Graded], cfg: SelectionConfig = SelectionConfig()) -> Selection:
+    pool, dropped = deduplicate(cands, cfg.near_duplicate_threshold)
+    out = Selection(dropped=dropped)
+    if len(pool) < 2:
+        out.reason = f"fewer than 2 distinct candidates ({len(pool)})"
+        return out
+    ranked = sorted(pool, key=lambda g: (g.score.key(), -g.candidate_id), reverse=True)
+    best, worst = ranked[0], ranked[-1]
+    if prefer(best.score, worst.score) == 0:
+        out.reason = "tie: best and worst have the same S3, S1 and S2"
+        return out
+    m = margins(best.score, worst.score)
+    decided_by = "veto" if m["s3"] > 0 else ("s1" if abs(m["s1"]) > S1_TIE else "s2")
+    if decided_by == "s1" and m["s1"] <= cfg.min_s1_margin:
+        out.reason = f"S1 margin {m['s1']:.3f} is not above {cfg.min_s1_margin}"
+        return out
+    if decided_by == "s2" and m["s2"] < cfg.min_s2_margin:
+        out.reason = f"S2 margin {m['s2']:.0f} is below {cfg.min_s2_margin}"
+        return out
+    ratio = len(best.text) / max(1, len(worst.text))
+    if cfg.max_length_ratio is not None and ratio > cfg.max_length_ratio:
+        out.reason = f"length ratio {ratio:.2f} above the cap {cfg.max_length_ratio}"
+        out.length_ratio = ratio
+        return out
+    out.chosen, out.rejected, out.margins, out.length_ratio = best, worst, m, ratio
+    out.reason = f"decided by {decided_by}"
+    return out
