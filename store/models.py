@@ -130,6 +130,25 @@ class Candidate(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class CandidateScore(Base):
+    """A candidate's rubric scores (S1, S2, S3) under one job: the same answer graded by another
+    job (another grader or rubric) gets its own row, never an overwrite."""
+
+    __tablename__ = "candidate_scores"
+    __table_args__ = (UniqueConstraint("candidate_id", "job_key", name="uq_candidate_scores_job"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id"), index=True)
+    job_key: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    s1: Mapped[float] = mapped_column(Float)
+    s2: Mapped[int] = mapped_column(Integer)
+    s3: Mapped[int] = mapped_column(Integer)
+    judgment_ids: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    grader_model: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Judgment(Base):
     """A judge's verdict on one candidate for one criterion."""
 

@@ -85,8 +85,8 @@ def test_ensure_schema_creates_every_model_table_at_head_revision(raw_store: Sto
     tables = set(inspect(raw_store.engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
     assert tables - set(Base.metadata.tables) == {"alembic_version"}
-    assert raw_store.current_revision() == "0001"
-    assert raw_store.head_revision() == "0001"
+    assert raw_store.current_revision() == "0002"
+    assert raw_store.head_revision() == "0002"
 
 
 def test_ensure_schema_twice_is_a_noop(raw_store: Store, monkeypatch: pytest.MonkeyPatch):
@@ -98,7 +98,7 @@ def test_ensure_schema_twice_is_a_noop(raw_store: Store, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(Store, "upgrade", no_upgrade)
     raw_store.ensure_schema()
-    assert raw_store.current_revision() == "0001"
+    assert raw_store.current_revision() == "0002"
     assert count(raw_store, Item) == 3
     # a second Store on the same database opens it without migrating either
     again = Store(raw_store.url)
@@ -133,7 +133,7 @@ def test_ensure_schema_refuses_older_revision_and_says_run_db_upgrade(raw_store:
         raw_store.ensure_schema()
     message = str(info.value)
     assert "carealign db upgrade" in message
-    assert "0000" in message and "0001" in message
+    assert "0000" in message and "0002" in message
     # it did not migrate on its own
     assert raw_store.current_revision() == "0000"
     assert set(inspect(raw_store.engine).get_table_names()) == {"alembic_version"}
@@ -847,3 +847,24 @@ def test_finish_run_sets_status_finished_at_and_stats(store: Store):
         done = s.get(Run, keep)
     assert (done.status, done.stats, done.error) == ("done", {"pairs": 0}, None)
     assert done.finished_at is not None
+
+
+def test_upgrade_from_0001_keeps_the_data_and_adds_candidate_scores(db_url: str):
+    """A store created by the first release migrates in place: rows stay, the new table appears."""
+    from alembic import command
+
+    from store.db import alembic_config
+
+    old = Store(db_url)
+    command.upgrade(alembic_config(old.engine), "0001")
+    with old.session() as s:
+        run_id = create_run(s, "old", {"v": 1})
+        upsert_items(s, "ds", [{"payload": {"prompt": "kept?"}}])
+    with pytest.raises(StoreError, match="carealign db upgrade"):
+        old.ensure_schema()  # a command never migrates by itself
+    old.upgrade()
+    assert old.current_revision() == "0002"
+    assert "candidate_scores" in inspect(old.engine).get_table_names()
+    with old.session() as s:
+        assert s.get(Run, run_id).config == {"v": 1} and count(old, Item) == 1
+    old.dispose()
