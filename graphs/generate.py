@@ -9,7 +9,6 @@ produced it, so an interrupted run loses nothing and a re-run is answered from t
 
 from __future__ import annotations
 
-import asyncio
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,25 +16,20 @@ from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
-from sqlalchemy import func, select
 
 from agents.engine import CallContext, LLMEngine
 from agents.errors import LLMCallFailed
 from agents.prompts import prompt_hash
 from agents.roles import AnswerGenerator, RubricJudge, SimpleRubric, conversation_of
-from graphs.runner import ItemOutcome, JobSummary, run_job
+from graphs.runner import ItemOutcome, WorkflowReport, run_workflow
 from store import Store
-from store.models import Candidate, PreferencePair
-from store.queue import enqueue, requeue_done, retry_failed
+from store.models import Candidate
 from store.records import (
     add_candidate,
     add_judgments,
     add_pairs,
-    create_run,
-    finish_run,
     get_item,
     sha256_of,
-    upsert_items,
 )
 
 
@@ -192,14 +186,7 @@ def build_generate_graph(deps: GenerateDeps):
     return g.compile()
 
 
-@dataclass
-class GenerateReport:
-    run_id: str
-    job_key: str
-    items: int
-    summary: JobSummary
-    new_pairs: int
-    usage: dict[str, Any]
+GenerateReport = WorkflowReport  # the name callers of run_generate know
 
 
 def job_key_for(deps: GenerateDeps, dataset: str) -> str:
@@ -222,38 +209,12 @@ async def run_generate(
     deps: GenerateDeps, records: list[dict[str, Any]], dataset: str, run_config: dict[str, Any], *,
     item_concurrency: int = 8, lease_seconds: float = 600.0, redo: bool = False,
     on_item: Callable[[ItemOutcome], None] | None = None,
-) -> GenerateReport:
+) -> WorkflowReport:
     """Store the inputs, queue them under this job, and run the graph over the queue.
 
     Items already done by an earlier run of the same job are skipped; failed ones are retried;
     ``redo`` queues every item again (used with the cache off)."""
-    store = deps.store
-    key = job_key_for(deps, dataset)
-    with store.session() as s:
-        run_id = create_run(s, "generate", run_config, job_key=key)
-        item_ids = upsert_items(s, dataset, records)
-        enqueue(s, key, item_ids)
-        retry_failed(s, key)
-        if redo:
-            requeue_done(s, key)
-    graph = build_generate_graph(deps)
-    status, error = "failed", None
-    summary = JobSummary()
-    try:
-        summary = await run_job(store, graph, run_id, key, judge_generate_state,
-                                item_concurrency=item_concurrency, lease_seconds=lease_seconds, on_item=on_item)
-        status = "completed" if summary.failed == 0 else "completed_with_failures"
-    except BaseException as exc:
-        status = "interrupted" if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) else "failed"
-        error = f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        usage = {"generator": deps.generator.usage.as_dict(), "judge": deps.judge.usage.as_dict()}
-        with store.session() as s:
-            new_pairs = s.scalar(select(func.count()).select_from(PreferencePair)
-                                 .where(PreferencePair.run_id == run_id))
-            stats = {"items": len(set(item_ids)), "done": summary.done, "failed": summary.failed,
-                     "outcomes": summary.outcomes, "seconds": round(summary.seconds, 3),
-                     "new_pairs": int(new_pairs), "usage": usage}
-            finish_run(s, run_id, status, stats, error)
-    return GenerateReport(run_id, key, len(set(item_ids)), summary, int(new_pairs), usage)
+    return await run_workflow(
+        deps.store, "generate", job_key_for(deps, dataset), build_generate_graph(deps), records, dataset,
+        run_config, judge_generate_state, {"generator": deps.generator, "judge": deps.judge},
+        item_concurrency=item_concurrency, lease_seconds=lease_seconds, redo=redo, on_item=on_item)

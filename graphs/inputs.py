@@ -104,3 +104,41 @@ def read_instructions(path: str | Path) -> list[dict[str, Any]]:
             "source": f"{Path(path).name}:{lineno}",
         })
     return out
+
+
+class RubricInstruction(Instruction):
+    """An instruction with its clinical rubric: ``rubric`` is either HealthBench items
+    (``[{"criterion", "points", "tags"}, ...]``) or a native rubric (``{"criteria": [...]}``, see
+    ``agents.rubric``); ``reference`` is an optional reference answer."""
+
+    rubric: list[dict[str, Any]] | dict[str, Any]
+    reference: str | None = None
+
+    @model_validator(mode="after")
+    def _valid_rubric(self) -> RubricInstruction:
+        self.parsed_rubric()
+        return self
+
+    def parsed_rubric(self):
+        from agents.rubric import Rubric, from_healthbench
+
+        try:
+            if isinstance(self.rubric, list):
+                return from_healthbench(self.rubric)[0]
+            return Rubric.model_validate(self.rubric)
+        except (ValueError, KeyError, TypeError) as exc:
+            detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            raise ValueError(f"invalid rubric: {detail.removeprefix('Value error, ')}") from None
+
+
+def read_rubric_instructions(path: str | Path) -> list[dict[str, Any]]:
+    """Instructions with rubrics, each payload carrying the rubric in native form (HealthBench
+    items are converted once here, their points and tags kept for export)."""
+    out = []
+    for lineno, ins in read_jsonl(path, RubricInstruction):
+        assert isinstance(ins, RubricInstruction)
+        payload = ins.payload()
+        payload["rubric"] = ins.parsed_rubric().model_dump(mode="json")
+        out.append({"payload": payload, "external_id": None if ins.id is None else str(ins.id),
+                    "source": f"{Path(path).name}:{lineno}"})
+    return out

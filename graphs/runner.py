@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from store import Store
-from store.models import WorkItem
-from store.queue import CLAIMED, PENDING, claim, complete, renew
+from store.models import PreferencePair, WorkItem
+from store.queue import CLAIMED, PENDING, claim, complete, enqueue, renew, requeue_done, retry_failed
+from store.records import create_run, finish_run, upsert_items
 
 
 @dataclass
@@ -121,3 +122,51 @@ def release(store: Store, worker: str, work_ids: list[int]) -> None:
             .where(WorkItem.id.in_(work_ids), WorkItem.claimed_by == worker, WorkItem.status == CLAIMED)
             .values(status=PENDING, claimed_by=None, claimed_at=None)
         )
+
+
+@dataclass
+class WorkflowReport:
+    run_id: str
+    job_key: str
+    items: int
+    summary: JobSummary
+    new_pairs: int
+    usage: dict[str, Any]
+
+
+async def run_workflow(
+    store: Store, kind: str, job_key: str, graph: Any, records: list[dict[str, Any]], dataset: str,
+    run_config: dict[str, Any], judge_state: Judge, engines: dict[str, Any], *, item_concurrency: int = 8,
+    lease_seconds: float = 600.0, redo: bool = False, on_item: Callable[[ItemOutcome], None] | None = None,
+) -> WorkflowReport:
+    """What every per-item workflow does around its graph: record the run, store the inputs, queue
+    them under the job (done items skipped, failed ones retried, all redone with ``redo``), run
+    the graph over the queue, and close the run with its status and stats (also when interrupted)."""
+    with store.session() as s:
+        run_id = create_run(s, kind, run_config, job_key=job_key)
+        item_ids = upsert_items(s, dataset, records)
+        enqueue(s, job_key, item_ids)
+        retry_failed(s, job_key)
+        if redo:
+            requeue_done(s, job_key)
+    status, error = "failed", None
+    summary = JobSummary()
+    new_pairs = 0
+    try:
+        summary = await run_job(store, graph, run_id, job_key, judge_state, item_concurrency=item_concurrency,
+                                lease_seconds=lease_seconds, on_item=on_item)
+        status = "completed" if summary.failed == 0 else "completed_with_failures"
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) else "failed"
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        usage = {role: engine.usage.as_dict() for role, engine in engines.items()}
+        with store.session() as s:
+            new_pairs = int(s.scalar(select(func.count()).select_from(PreferencePair)
+                                     .where(PreferencePair.run_id == run_id)))
+            stats = {"items": len(set(item_ids)), "done": summary.done, "failed": summary.failed,
+                     "outcomes": summary.outcomes, "seconds": round(summary.seconds, 3),
+                     "new_pairs": new_pairs, "usage": usage}
+            finish_run(s, run_id, status, stats, error)
+    return WorkflowReport(run_id, job_key, len(set(item_ids)), summary, new_pairs, usage)
