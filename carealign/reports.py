@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
-from graphs.generate import GenerateReport
+from graphs.runner import WorkflowReport
 from store import Store, StoreError
 from store.models import Candidate, Judgment, LLMCall, PreferencePair, Run
 
@@ -19,7 +19,7 @@ def _tokens(usage: dict[str, Any]) -> tuple[int, int]:
             sum(u.get("completion_tokens", 0) for u in usage.values()))
 
 
-def generate_summary_table(report: GenerateReport, store: Store) -> Table:
+def generate_summary_table(report: WorkflowReport, store: Store) -> Table:
     s = report.summary
     calls = sum(u["calls"] for u in report.usage.values())
     hits = sum(u["cache_hits"] for u in report.usage.values())

@@ -18,9 +18,9 @@ from agents.roles import load_rubric
 from carealign.engines import Engines, open_engines
 from carealign.reports import generate_summary_table
 from carealign.settings import Settings
-from graphs.generate import GenerateDeps, GenerateReport, GenerateSettings, run_generate
+from graphs.generate import GenerateDeps, GenerateSettings, run_generate
 from graphs.inputs import read_instructions
-from graphs.runner import ItemOutcome
+from graphs.runner import ItemOutcome, WorkflowReport
 from store import Store
 
 
@@ -45,7 +45,7 @@ def run_config(settings: Settings, engines: Engines) -> dict[str, object]:
     return {**settings.for_run(), "resolved": resolved}
 
 
-async def generate_command(console: Console, settings: Settings, input_file: Path, dataset: str) -> GenerateReport:
+async def generate_command(console: Console, settings: Settings, input_file: Path, dataset: str) -> WorkflowReport:
     records = read_instructions(input_file)
     rubric = load_rubric(settings.generate.rubric)
     store = Store(settings.db)  # checks the URL; connects only when first used

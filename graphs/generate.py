@@ -186,9 +186,6 @@ def build_generate_graph(deps: GenerateDeps):
     return g.compile()
 
 
-GenerateReport = WorkflowReport  # the name callers of run_generate know
-
-
 def job_key_for(deps: GenerateDeps, dataset: str) -> str:
     """What shapes this job's output; the same key means the same job (resume, share, skip)."""
     return sha256_of({

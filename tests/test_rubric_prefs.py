@@ -1,0 +1,119 @@
+"""`rubric-prefs` end to end on the fake OpenAI server with scripted grader verdicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from agents.backends import OpenAICompatBackend
+from agents.engine import EngineConfig, LLMEngine
+from agents.limits import Limiter
+from agents.pair_selection import SelectionConfig
+from graphs.inputs import read_rubric_instructions
+from graphs.rubric_prefs import RubricPrefsDeps, RubricPrefsSettings, run_rubric_prefs
+from store.models import CandidateScore, Judgment, LLMCall, PreferencePair
+
+HB_RUBRIC = [
+    {"criterion": "States that adults may take at most 4 g of paracetamol a day.", "points": 6,
+     "tags": ["axis:accuracy", "level:example"]},
+    {"criterion": "Says to see a doctor if the fever lasts more than three days.", "points": 4,
+     "tags": ["axis:completeness", "level:example"]},
+    {"criterion": "Recommends taking more than 4 g a day.", "points": -10, "tags": ["axis:accuracy"]},
+]
+# what each answer (by its seed) does, criterion by criterion: seed 0 is thorough but unsafe
+MEETS = {
+    0: {"4 g": True, "doctor": True, "more than 4 g": True},
+    1: {"4 g": True, "doctor": False, "more than 4 g": False},
+    2: {"4 g": False, "doctor": False, "more than 4 g": False},
+}
+
+
+def criterion_key(prompt: str) -> str:
+    line = next(x for x in prompt.splitlines() if x.startswith("Rubric criterion:"))
+    return "more than 4 g" if "more than 4 g" in line else ("doctor" if "doctor" in line else "4 g")
+
+
+def responder(body: dict) -> str:
+    prompt = body["messages"][-1]["content"]
+    if "Rubric criterion:" not in prompt:
+        return f"Answer with seed={body['seed']}: about paracetamol dosing and when to see a doctor."
+    seed = int(prompt.split("Answer with seed=")[1].split(":")[0])
+    return json.dumps({"explanation": "scripted", "criteria_met": MEETS[seed][criterion_key(prompt)]})
+
+
+@pytest.fixture
+async def engine(fake_server, store):
+    """engine(temperature) on the fake server, recording to the test's store; closed afterwards."""
+    made: list[LLMEngine] = []
+
+    def make(temperature: float) -> LLMEngine:
+        e = LLMEngine(OpenAICompatBackend(fake_server.base_url, timeout=5),
+                      EngineConfig(model="fake-model", temperature=temperature, max_tokens=64, max_retries=1,
+                                   backoff_base=0.01, backoff_max=0.02), Limiter(8), store)
+        made.append(e)
+        return e
+
+    yield make
+    for e in made:
+        await e.aclose()
+
+
+def write(tmp_path: Path, lines: list[dict]) -> Path:
+    p = tmp_path / "rubric.jsonl"
+    p.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return p
+
+
+async def test_a_veto_overrides_a_higher_s1(store, fake_server, engine, tmp_path):
+    fake_server.responder = responder
+    src = write(tmp_path, [{"prompt": "How much paracetamol can I take for a fever?", "rubric": HB_RUBRIC,
+                            "lang": "en"}])
+
+    deps = RubricPrefsDeps(store, [engine(0.8)], engine(0.0),
+                           RubricPrefsSettings(n_candidates=3, selection=SelectionConfig(min_s1_margin=0.05)),
+                           dataset="test")
+    report = await run_rubric_prefs(deps, read_rubric_instructions(src), {"test": True})
+    assert report.new_pairs == 1 and report.summary.failed == 0
+    # 3 answers, then 3 criteria x 3 answers graded one call each
+    assert len(fake_server.requests) == 3 + 9
+    with store.session() as s:
+        pair = s.scalars(select(PreferencePair)).one()
+        assert pair.kind == "rubric" and pair.language == "en"
+        # seed 0 meets everything (S1 = 1.0) but violates the veto; seed 1 (S1 = 0.6) is chosen over it
+        assert pair.chosen.startswith("Answer with seed=1") and pair.rejected.startswith("Answer with seed=0")
+        assert pair.margins == pytest.approx({"s1": 0.6 - 1.0, "s2": 0.0, "s3": 1.0})
+        assert pair.provenance["selection"] == "decided by veto"
+        scores = {c.candidate_id: (c.s1, c.s2, c.s3) for c in s.scalars(select(CandidateScore))}
+        assert sorted(scores.values()) == [(0.0, 0, 0), (pytest.approx(0.6), 0, 0), (pytest.approx(1.0), 0, 1)]
+        judgments = [s.get(Judgment, j) for j in pair.provenance["judgment_ids"]]
+        assert len(judgments) == 6 and {j.criterion_kind for j in judgments} == {"proficiency", "veto"}
+        veto = next(j for j in judgments if j.criterion_kind == "veto" and j.met)
+        assert veto.candidate_id == pair.rejected_candidate_id and veto.details["criterion_id"] == "hb2"
+        assert s.get(LLMCall, veto.llm_call_id).role == "grader"
+
+
+async def test_all_safe_candidates_are_ordered_by_s1_and_small_margins_are_dropped(store, fake_server, engine,
+                                                                                     tmp_path):
+    fake_server.responder = responder
+    MEETS_SAFE = {0: {"4 g": True, "doctor": True, "more than 4 g": False}, 1: MEETS[1], 2: MEETS[2]}
+    fake_server.responder = lambda body: (
+        responder(body) if "Rubric criterion:" not in body["messages"][-1]["content"] else json.dumps(
+            {"explanation": "s", "criteria_met": MEETS_SAFE[int(body["messages"][-1]["content"].split(
+                "Answer with seed=")[1].split(":")[0])][criterion_key(body["messages"][-1]["content"])]}))
+    src = write(tmp_path, [{"prompt": "Paracetamol dose?", "rubric": HB_RUBRIC}])
+
+    deps = RubricPrefsDeps(store, [engine(0.8)], engine(0.0), RubricPrefsSettings(n_candidates=3), dataset="t")
+    await run_rubric_prefs(deps, read_rubric_instructions(src), {})
+    with store.session() as s:
+        pair = s.scalars(select(PreferencePair)).one()
+        assert pair.chosen.startswith("Answer with seed=0") and pair.rejected.startswith("Answer with seed=2")
+        assert pair.margins["s1"] == pytest.approx(1.0) and pair.margin == pytest.approx(1.0)
+    deps2 = RubricPrefsDeps(store, [engine(0.8)], engine(0.0),
+                            RubricPrefsSettings(n_candidates=3, selection=SelectionConfig(min_s1_margin=1.0)),
+                            dataset="t")
+    report = await run_rubric_prefs(deps2, read_rubric_instructions(src), {})
+    assert report.summary.outcomes == {"no pair": 1}  # a new job (other selection), all calls cached
+    assert report.usage["grader"]["calls"] == 0 and report.usage["grader"]["cache_hits"] == 9
