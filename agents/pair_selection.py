@@ -83,12 +83,12 @@ def select_pair(cands: list[Graded], cfg: SelectionConfig = SelectionConfig()) -
     pool, dropped = deduplicate(cands, cfg.near_duplicate_threshold)
     out = Selection(dropped=dropped)
     if len(pool) < 2:
-        out.reason = f"fewer than 2 distinct candidates ({len(pool)})"
+        out.reason = f"fewer than 2 distinct candidates: {len(pool)}"
         return out
     ranked = sorted(pool, key=lambda g: (g.score.key(), -g.candidate_id), reverse=True)
     best, worst = ranked[0], ranked[-1]
     if prefer(best.score, worst.score) == 0:
-        out.reason = "tie: best and worst have the same S3, S1 and S2"
+        out.reason = "tie: best and worst have equal S3, S1 and S2"
         return out
     m = margins(best.score, worst.score)
     decided_by = "veto" if m["s3"] > 0 else ("s1" if abs(m["s1"]) > S1_TIE else "s2")

@@ -253,6 +253,40 @@ def generate(
     asyncio.run(generate_command(console, settings, input_file, dataset or input_file.stem))
 
 
+@app.command("rubric-prefs")
+@handles_errors
+def rubric_prefs(
+    input_file: Path = typer.Argument(..., help="JSONL of instructions, each with a 'rubric' (HealthBench items "
+                                      "or {'criteria': [...]}) and optionally a 'reference' answer"),
+    dataset: str | None = typer.Option(None, "--dataset", help="dataset name [default: the file's stem]"),
+    n_candidates: int | None = typer.Option(None, "--n", help="answers per generator model"),
+    generator_models: list[str] = typer.Option([], "--generator-model",
+                                               help="another policy model on the same server (repeatable)"),
+    grader_mode: str | None = typer.Option(None, "--grader-mode", help="per_criterion | all_in_one"),
+    grader_model: str | None = typer.Option(None, "--grader-model"),
+    grader_base_url: str | None = typer.Option(None, "--grader-base-url"),
+    min_s1_margin: float | None = typer.Option(None, "--min-s1-margin"),
+    max_length_ratio: float | None = typer.Option(None, "--max-length-ratio",
+                                                  help="drop pairs whose chosen answer is this many times longer"),
+    seed: int | None = typer.Option(None, "--seed"),
+    no_cache: bool = typer.Option(False, "--no-cache"),
+) -> None:
+    """Rubric-grounded preference pairs: answers graded criterion by criterion, chosen safety first."""
+    from carealign.workflows import rubric_prefs_command
+
+    ctx = _ctx()
+    opts = {"n_candidates": n_candidates, "grader_mode": grader_mode, "min_s1_margin": min_s1_margin,
+            "max_length_ratio": max_length_ratio, "generator_models": generator_models or None}
+    base = ctx.settings()
+    more: dict[str, Any] = {"judge_model": grader_model, "judge_base_url": grader_base_url, "seed": seed,
+                            "cache": False if no_cache else None}
+    given = {k: v for k, v in opts.items() if v is not None}
+    if given:
+        more["rubric_prefs"] = {**base.rubric_prefs.model_dump(), **given}
+    settings = ctx.settings(**{k: v for k, v in more.items() if v is not None})
+    asyncio.run(rubric_prefs_command(console, settings, input_file, dataset or input_file.stem))
+
+
 def main() -> None:
     # `kill` (SIGTERM) stops carealign the way Ctrl-C does, so the same clean-up runs: claims are
     # handed back, the run is marked interrupted, the embedded model server is stopped.

@@ -8,7 +8,7 @@ import asyncio
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agents.backends import OpenAICompatBackend, safe_http_url
 from agents.engine import EngineConfig, LLMEngine
@@ -24,6 +24,11 @@ class Engines:
     generator: LLMEngine
     judge: LLMEngine
     local: LocalServer | None
+    more_generators: list[LLMEngine] = field(default_factory=list)
+
+    @property
+    def generators(self) -> list[LLMEngine]:
+        return [self.generator, *self.more_generators]
 
     @property
     def same_model(self) -> bool:
@@ -59,7 +64,8 @@ async def _engine(settings: Settings, store: Store | None, base_url: str, model:
 
 
 @asynccontextmanager
-async def open_engines(settings: Settings, store: Store | None) -> AsyncIterator[Engines]:
+async def open_engines(settings: Settings, store: Store | None,
+                       more_generator_models: list[str] | None = None) -> AsyncIterator[Engines]:
     """Everything opened here (the embedded server, HTTP sessions, the call-log thread) is closed
     on the way out, also when a check fails halfway or the user presses Ctrl-C."""
     async with AsyncExitStack() as stack:
@@ -75,7 +81,12 @@ async def open_engines(settings: Settings, store: Store | None) -> AsyncIterator
         judge_local = local is not None and settings.judge_base_url is None
         judge = await _engine(settings, store, judge_url, settings.judge_model or
                               (generator.model if judge_url == base_url else None), judge_local, stack)
-        engines = Engines(generator, judge, local)
+        more = [await _engine(settings, store, base_url, m, local is not None, stack)
+                for m in (more_generator_models or [])]
+        engines = Engines(generator, judge, local, more)
+        if any(g.model == judge.model and g.backend.base_url == judge.backend.base_url for g in more):
+            warnings.warn(f"the grader ({judge.model}) is also one of the generators: it grades its own answers",
+                          stacklevel=2)
         if engines.same_model:
             warnings.warn(
                 f"the judge and the generator are the same model ({judge.model}): it grades its own "

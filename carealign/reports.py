@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from graphs.runner import WorkflowReport
 from store import Store, StoreError
-from store.models import Candidate, Judgment, LLMCall, PreferencePair, Run
+from store.models import Candidate, CandidateScore, Judgment, LLMCall, PreferencePair, Run
 
 
 def _tokens(usage: dict[str, Any]) -> tuple[int, int]:
@@ -42,6 +42,40 @@ def generate_summary_table(report: WorkflowReport, store: Store) -> Table:
         ("pairs in store", f"{total_pairs}"),
         ("time", f"{s.seconds:.1f} s"),
         ("output tokens / s", f"{ct / s.seconds:.1f}" if s.seconds > 0 else "-"),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
+
+def rubric_prefs_table(report: WorkflowReport, store: Store) -> Table:
+    """The rubric-prefs summary: what was kept, what was dropped and why, safety and cost."""
+    s = report.summary
+    calls = sum(u["calls"] for u in report.usage.values())
+    hits = sum(u["cache_hits"] for u in report.usage.values())
+    failures = sum(u["failures"] for u in report.usage.values())
+    pt, ct = _tokens(report.usage)
+    with store.session() as sess:
+        scores = sess.execute(select(CandidateScore.s1, CandidateScore.s3, CandidateScore.judgment_ids)
+                              .where(CandidateScore.job_key == report.job_key)).all()
+    graded = len(scores)
+    kept = {k: v for k, v in s.reasons.items() if not k.startswith("no pair")}
+    dropped = {k.removeprefix("no pair: "): v for k, v in s.reasons.items() if k.startswith("no pair")}
+    t = Table(title=f"rubric-prefs: run {report.run_id}", show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    rows = [
+        ("instructions", f"{report.items} ({s.done + s.failed} processed now, {s.failed} failed)"),
+        ("candidates graded (this job)", f"{graded}"),
+        ("judgments", f"{sum(len(j or []) for _, _, j in scores)}"),
+        ("pairs kept", ", ".join(f"{k}: {v}" for k, v in sorted(kept.items())) or "0"),
+        ("pairs dropped", ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())) or "0"),
+        ("veto rate", f"{sum(1 for _, s3, _ in scores if s3 > 0) / graded:.1%}" if graded else "-"),
+        ("mean S1", f"{sum(s1 for s1, _, _ in scores) / graded:.3f}" if graded else "-"),
+        ("grader agreement", "n/a (one grader)"),
+        ("LLM calls made", f"{calls} ({failures} failed), {hits} cache hits"),
+        ("tokens in / out", f"{pt:,} / {ct:,}"),
+        ("time", f"{s.seconds:.1f} s"),
     ]
     for k, v in rows:
         t.add_row(k, v)

@@ -33,6 +33,19 @@ class GenerateOptions(BaseModel):
     lease_seconds: float = Field(600.0, gt=0)
 
 
+class RubricPrefsOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n_candidates: int = Field(4, ge=1, le=64, description="answers per generator model")
+    generator_models: list[str] = Field(default_factory=list, description="more policies besides --model")
+    grader_mode: Literal["per_criterion", "all_in_one"] = "per_criterion"
+    min_s1_margin: float = Field(0.0, ge=0.0, le=1.0)
+    min_s2_margin: int = Field(1, ge=0)
+    near_duplicate_threshold: float = Field(0.9, gt=0.0, le=1.0)
+    max_length_ratio: float | None = Field(None, gt=1.0)
+    item_concurrency: int = Field(8, ge=1, le=1024)
+    lease_seconds: float = Field(600.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CAREALIGN_", env_nested_delimiter="__", extra="forbid")
 
@@ -56,6 +69,7 @@ class Settings(BaseSettings):
     local_n_ctx: int = Field(4096, ge=256)
     prices: dict[str, dict[str, float]] = Field(default_factory=dict, description="USD per 1M tokens")
     generate: GenerateOptions = Field(default_factory=GenerateOptions)
+    rubric_prefs: RubricPrefsOptions = Field(default_factory=RubricPrefsOptions)
 
     @classmethod
     def settings_customise_sources(

@@ -8,41 +8,76 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agents.backends import safe_http_url
+from agents.engine import LLMEngine
+from agents.pair_selection import SelectionConfig
 from agents.roles import load_rubric
 from carealign.engines import Engines, open_engines
-from carealign.reports import generate_summary_table
+from carealign.reports import generate_summary_table, rubric_prefs_table
 from carealign.settings import Settings
 from graphs.generate import GenerateDeps, GenerateSettings, run_generate
-from graphs.inputs import read_instructions
+from graphs.inputs import read_instructions, read_rubric_instructions
+from graphs.rubric_prefs import RubricPrefsDeps, RubricPrefsSettings, run_rubric_prefs
 from graphs.runner import ItemOutcome, WorkflowReport
 from store import Store
 
 
-def _usage_fields(engines: Engines, started: float) -> dict[str, object]:
-    g, j = engines.generator.usage, engines.judge.usage
-    tokens = g.prompt_tokens + g.completion_tokens + j.prompt_tokens + j.completion_tokens
-    out_tokens = g.completion_tokens + j.completion_tokens
+def _usage_fields(engines: list[LLMEngine], started: float) -> dict[str, object]:
+    usages = [e.usage for e in {id(e): e for e in engines}.values()]
     elapsed = max(time.perf_counter() - started, 1e-6)
-    return {"calls": g.calls + j.calls, "hits": g.cache_hits + j.cache_hits, "tokens": tokens,
-            "rate": out_tokens / elapsed, "failed": g.failures + j.failures}
+    return {"calls": sum(u.calls for u in usages), "hits": sum(u.cache_hits for u in usages),
+            "tokens": sum(u.prompt_tokens + u.completion_tokens for u in usages),
+            "rate": sum(u.completion_tokens for u in usages) / elapsed, "failed": sum(u.failures for u in usages)}
 
 
 def run_config(settings: Settings, engines: Engines) -> dict[str, object]:
     """The settings plus what was resolved at run time (models, server URLs without credentials)."""
-    resolved = {
-        role: {"model": e.model, "base_url": safe_http_url(e.backend.base_url),
-               "params": e.request_params()}
-        for role, e in (("generator", engines.generator), ("judge", engines.judge))
+    roles = [("generator", engines.generator), ("judge", engines.judge)]
+    roles += [(f"generator_{i + 2}", e) for i, e in enumerate(engines.more_generators)]
+    resolved: dict[str, object] = {
+        role: {"model": e.model, "base_url": safe_http_url(e.backend.base_url), "params": e.request_params()}
+        for role, e in roles
     }
     if engines.local is not None:
         resolved["embedded_model_file"] = str(engines.local.model_path)
     return {**settings.for_run(), "resolved": resolved}
+
+
+async def with_progress(console: Console, title: str, total: int, engines: list[LLMEngine],
+                        run: Callable[[Callable[[ItemOutcome], None]], Awaitable[WorkflowReport]]) -> WorkflowReport:
+    """Run a workflow under a live progress line: items, calls (cached, failed), tokens, rate."""
+    progress = Progress(
+        TextColumn(f"[bold]{title}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("items"),
+        TextColumn("{task.fields[calls]} calls ({task.fields[hits]} cached, {task.fields[failed]} failed)"),
+        TextColumn("{task.fields[tokens]:,} tok"), TextColumn("{task.fields[rate]:.1f} out-tok/s"),
+        TimeElapsedColumn(), console=console, transient=False,
+    )
+    started = time.perf_counter()
+    with progress:
+        task = progress.add_task(title, total=total, **_usage_fields(engines, started))
+
+        def on_item(_: ItemOutcome) -> None:
+            progress.update(task, advance=1, **_usage_fields(engines, started))
+
+        async def ticker() -> None:
+            while True:
+                await asyncio.sleep(0.5)
+                progress.update(task, **_usage_fields(engines, started))
+
+        tick = asyncio.create_task(ticker())
+        try:
+            report = await run(on_item)
+        finally:
+            tick.cancel()
+        # items done by an earlier run of this job are not re-processed: show them as complete
+        progress.update(task, completed=total, **_usage_fields(engines, started))
+    return report
 
 
 async def generate_command(console: Console, settings: Settings, input_file: Path, dataset: str) -> WorkflowReport:
@@ -55,34 +90,33 @@ async def generate_command(console: Console, settings: Settings, input_file: Pat
         deps = GenerateDeps(store, engines.generator, engines.judge, rubric,
                             GenerateSettings(opts.n_candidates, opts.min_margin, settings.seed,
                                              opts.judge_mode, opts.judge_scoring))
-        progress = Progress(
-            TextColumn("[bold]generate[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("items"),
-            TextColumn("{task.fields[calls]} calls ({task.fields[hits]} cached, {task.fields[failed]} failed)"),
-            TextColumn("{task.fields[tokens]:,} tok"), TextColumn("{task.fields[rate]:.1f} out-tok/s"),
-            TimeElapsedColumn(), console=console, transient=False,
-        )
-        started = time.perf_counter()
-        with progress:
-            task = progress.add_task("generate", total=len(records), **_usage_fields(engines, started))
-
-            def on_item(_: ItemOutcome) -> None:
-                progress.update(task, advance=1, **_usage_fields(engines, started))
-
-            async def ticker() -> None:
-                while True:
-                    await asyncio.sleep(0.5)
-                    progress.update(task, **_usage_fields(engines, started))
-
-            tick = asyncio.create_task(ticker())
-            try:
-                report = await run_generate(
-                    deps, records, dataset, run_config(settings, engines), item_concurrency=opts.item_concurrency,
-                    lease_seconds=opts.lease_seconds, redo=not settings.cache, on_item=on_item,
-                )
-            finally:
-                tick.cancel()
-            # items done by an earlier run of this job are not re-processed: show them as complete
-            progress.update(task, completed=len(records), **_usage_fields(engines, started))
+        report = await with_progress(console, "generate", len(records), [engines.generator, engines.judge],
+                                     lambda on_item: run_generate(
+                                         deps, records, dataset, run_config(settings, engines),
+                                         item_concurrency=opts.item_concurrency, lease_seconds=opts.lease_seconds,
+                                         redo=not settings.cache, on_item=on_item))
     console.print(generate_summary_table(report, store))
+    store.dispose()
+    return report
+
+
+async def rubric_prefs_command(console: Console, settings: Settings, input_file: Path,
+                               dataset: str) -> WorkflowReport:
+    records = read_rubric_instructions(input_file)
+    store = Store(settings.db)
+    opts = settings.rubric_prefs
+    async with open_engines(settings, store, opts.generator_models) as engines:
+        store.ensure_schema()
+        selection = SelectionConfig(opts.min_s1_margin, opts.min_s2_margin, opts.near_duplicate_threshold,
+                                    opts.max_length_ratio)
+        deps = RubricPrefsDeps(store, engines.generators, engines.judge,
+                               RubricPrefsSettings(opts.n_candidates, settings.seed, opts.grader_mode, selection),
+                               dataset=dataset)
+        report = await with_progress(console, "rubric-prefs", len(records), [*engines.generators, engines.judge],
+                                     lambda on_item: run_rubric_prefs(
+                                         deps, records, run_config(settings, engines),
+                                         item_concurrency=opts.item_concurrency, lease_seconds=opts.lease_seconds,
+                                         redo=not settings.cache, on_item=on_item))
+    console.print(rubric_prefs_table(report, store))
     store.dispose()
     return report

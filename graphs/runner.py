@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ class JobSummary:
     done: int = 0
     failed: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)  # full outcome, numbers masked as '#'
     seconds: float = 0.0
     interrupted: bool = False
 
@@ -97,6 +99,8 @@ async def run_job(
                 summary.failed += not res.ok
                 key = res.outcome.split(":")[0]
                 summary.outcomes[key] = summary.outcomes.get(key, 0) + 1
+                reason = re.sub(r"\b\d+(\.\d+)?\b", "#", res.outcome)
+                summary.reasons[reason] = summary.reasons.get(reason, 0) + 1
                 if on_item:
                     on_item(res)
     except (asyncio.CancelledError, KeyboardInterrupt):
@@ -166,7 +170,7 @@ async def run_workflow(
             new_pairs = int(s.scalar(select(func.count()).select_from(PreferencePair)
                                      .where(PreferencePair.run_id == run_id)))
             stats = {"items": len(set(item_ids)), "done": summary.done, "failed": summary.failed,
-                     "outcomes": summary.outcomes, "seconds": round(summary.seconds, 3),
+                     "outcomes": summary.outcomes, "reasons": summary.reasons, "seconds": round(summary.seconds, 3),
                      "new_pairs": new_pairs, "usage": usage}
             finish_run(s, run_id, status, stats, error)
     return WorkflowReport(run_id, job_key, len(set(item_ids)), summary, new_pairs, usage)

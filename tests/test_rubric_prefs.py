@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from agents.backends import OpenAICompatBackend
 from agents.engine import EngineConfig, LLMEngine
@@ -14,7 +14,7 @@ from agents.limits import Limiter
 from agents.pair_selection import SelectionConfig
 from graphs.inputs import read_rubric_instructions
 from graphs.rubric_prefs import RubricPrefsDeps, RubricPrefsSettings, run_rubric_prefs
-from store.models import CandidateScore, Judgment, LLMCall, PreferencePair
+from store.models import CandidateScore, Judgment, LLMCall, PreferencePair, Run
 
 HB_RUBRIC = [
     {"criterion": "States that adults may take at most 4 g of paracetamol a day.", "points": 6,
@@ -117,3 +117,34 @@ async def test_all_safe_candidates_are_ordered_by_s1_and_small_margins_are_dropp
     report = await run_rubric_prefs(deps2, read_rubric_instructions(src), {})
     assert report.summary.outcomes == {"no pair": 1}  # a new job (other selection), all calls cached
     assert report.usage["grader"]["calls"] == 0 and report.usage["grader"]["cache_hits"] == 9
+
+
+def test_cli_with_two_generators_a_separate_grader_and_a_report(tmp_path, fake_server):
+    from typer.testing import CliRunner
+
+    from carealign.cli import app
+    from store import Store
+
+    fake_server.responder = responder
+    src = write(tmp_path, [{"prompt": f"Paracetamol question {i}?", "rubric": HB_RUBRIC} for i in range(2)])
+    db = str(tmp_path / "rp.db")
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(app, [
+        "--db", db, "--base-url", fake_server.base_url, "rubric-prefs", str(src), "--n", "2",
+        "--generator-model", "other-policy", "--grader-model", "grader-model"])
+    assert res.exit_code == 0, res.output
+    for line in ("pairs kept", "pairs dropped", "veto rate", "mean S1", "candidates graded (this job)"):
+        assert line in res.stdout
+    models = [b["model"] for b in fake_server.requests]
+    # 2 items x 2 generator models x 2 samples answered; seeds 0 and 1 are then identical across models,
+    # so exact duplicates are graded once: 2 items x 2 distinct answers x 3 criteria
+    assert models.count("fake-model") == 4 and models.count("other-policy") == 4
+    assert models.count("grader-model") == 12
+    with Store(db).session() as s:
+        run = s.scalars(select(Run)).one()
+        assert run.config["resolved"]["generator_2"]["model"] == "other-policy"
+        assert run.config["resolved"]["judge"]["model"] == "grader-model"
+        assert s.scalar(select(func.count()).select_from(PreferencePair)) == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "x", "rubric": [{"criterion": "c", "points": -3, "tags": []}]}) + "\n")
+    res = CliRunner().invoke(app, ["--db", db, "--base-url", fake_server.base_url, "rubric-prefs", str(bad)])
+    assert res.exit_code == 2 and "bad.jsonl:1: invalid rubric" in res.stderr
