@@ -148,3 +148,83 @@ def test_cli_with_two_generators_a_separate_grader_and_a_report(tmp_path, fake_s
     bad.write_text(json.dumps({"prompt": "x", "rubric": [{"criterion": "c", "points": -3, "tags": []}]}) + "\n")
     res = CliRunner().invoke(app, ["--db", db, "--base-url", fake_server.base_url, "rubric-prefs", str(bad)])
     assert res.exit_code == 2 and "bad.jsonl:1: invalid rubric" in res.stderr
+
+
+def _cli(db: str, base_url: str, src: Path, *extra: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "carealign.cli", "--db", db, "--base-url", base_url, "rubric-prefs", str(src),
+            "--n", "3", *extra]
+
+
+def test_two_worker_processes_share_one_postgresql_job_without_doing_an_item_twice(pg_url, tmp_path):
+    import subprocess
+
+    from sqlalchemy import create_engine, text
+
+    from tests.fake_server import FakeOpenAIServer
+
+    root = Path(__file__).resolve().parent.parent
+    items = [{"prompt": f"Question {i}: paracetamol for a fever?", "rubric": HB_RUBRIC} for i in range(12)]
+    src = write(tmp_path, items)
+    with FakeOpenAIServer(latency=0.05) as server:
+        server.responder = responder
+        # both workers start on an empty database: migrations are serialised by an advisory lock
+        env = {**__import__("os").environ, "CAREALIGN_RUBRIC_PREFS__ITEM_CONCURRENCY": "2"}
+        procs = [subprocess.Popen(_cli(pg_url, server.base_url, src), cwd=root, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        for p in procs:
+            assert p.wait(timeout=180) == 0, p.stderr.read()
+        answers = [b for b in server.requests if "Rubric criterion:" not in b["messages"][-1]["content"]]
+    assert len(answers) == 12 * 3  # every item answered once, by one of the workers
+    engine = create_engine(pg_url)
+    with engine.connect() as c:
+        by_worker = dict(c.execute(text("select claimed_by, count(*) from work_items group by 1")).all())
+        assert sum(by_worker.values()) == 12 and len(by_worker) == 2  # both workers took part
+        assert c.execute(text("select count(*) from work_items where status <> 'done'")).scalar() == 0
+        assert c.execute(text("select count(*) from preference_pairs")).scalar() == 12
+    engine.dispose()
+
+
+def test_killed_rubric_prefs_run_resumes_to_the_same_pairs(tmp_path):
+    import signal
+    import sqlite3
+    import subprocess
+    import time
+
+    from tests.fake_server import FakeOpenAIServer
+
+    root = Path(__file__).resolve().parent.parent
+    src = write(tmp_path, [{"prompt": f"Question {i}: paracetamol for a fever?", "rubric": HB_RUBRIC}
+                           for i in range(6)])
+
+    def pairs(db: Path) -> list[tuple]:
+        con = sqlite3.connect(db)
+        try:
+            return con.execute("select item_id, chosen, rejected, margins from preference_pairs order by 1").fetchall()
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            con.close()
+
+    with FakeOpenAIServer(latency=0.1) as server:
+        server.responder = responder
+        env = {**__import__("os").environ, "CAREALIGN_RUBRIC_PREFS__ITEM_CONCURRENCY": "2",
+               "CAREALIGN_RUBRIC_PREFS__LEASE_SECONDS": "1"}
+        whole = tmp_path / "whole.db"
+        assert subprocess.run(_cli(str(whole), server.base_url, src), cwd=root, env=env,
+                              capture_output=True).returncode == 0
+        killed = tmp_path / "killed.db"
+        proc = subprocess.Popen(_cli(str(killed), server.base_url, src), cwd=root, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while len(pairs(killed)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert 2 <= len(pairs(killed)) < 6
+        time.sleep(1.2)  # the dead worker's lease runs out
+        assert subprocess.run(_cli(str(killed), server.base_url, src), cwd=root, env=env,
+                              capture_output=True).returncode == 0
+    # same seeds, same cached-or-made calls: the resumed run ends with the uninterrupted run's pairs
+    assert [p[1:] for p in pairs(killed)] == [p[1:] for p in pairs(whole)] and len(pairs(whole)) == 6

@@ -868,3 +868,17 @@ def test_upgrade_from_0001_keeps_the_data_and_adds_candidate_scores(db_url: str)
     with old.session() as s:
         assert s.get(Run, run_id).config == {"v": 1} and count(old, Item) == 1
     old.dispose()
+
+
+def _init_store(url: str) -> str:
+    s = Store(url)
+    s.ensure_schema()
+    rev = s.current_revision()
+    s.dispose()
+    return rev
+
+
+def test_workers_starting_together_on_an_empty_postgresql_database_all_succeed(pg_url: str):
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        assert pool.map(_init_store, [pg_url] * 4) == ["0002"] * 4
