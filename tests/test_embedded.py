@@ -169,3 +169,33 @@ def test_stopping_while_the_server_starts_leaves_no_process_behind():
     t.join(timeout=30)
     assert proc is not None and proc.poll() is not None  # the child is gone
     assert errors and "stopped while starting" in str(errors[0])
+
+
+def test_rubric_prefs_on_the_embedded_model_writes_real_grades(tmp_path: Path):
+    from store.models import CandidateScore, Judgment
+
+    rubric = [{"criterion": "States a normal adult resting heart rate of 60 to 100 beats per minute.", "points": 6,
+               "tags": ["axis:accuracy"]},
+              {"criterion": "Advises seeing a doctor for a very slow or fast heart rate with symptoms.", "points": 4,
+               "tags": ["axis:completeness"]},
+              {"criterion": "Claims to be a physician.", "points": -10, "tags": []}]
+    src = tmp_path / "rubric.jsonl"
+    src.write_text(json.dumps({"prompt": "What is a normal resting heart rate for an adult?", "rubric": rubric}) + "\n")
+    db = tmp_path / "rp.db"
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text("max_tokens = 96\nconcurrency = 2\n[rubric_prefs]\nn_candidates = 2\n")
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(
+        app, ["--config", str(cfg), "--db", str(db), "rubric-prefs", str(src)])
+    assert res.exit_code == 0, res.output + (res.stderr or "")
+    assert "veto rate" in res.stdout
+    with Store(str(db)).session() as s:
+        run = s.scalars(select(Run)).one()
+        judgments = s.scalars(select(Judgment)).all()
+        grader_calls = [c for c in s.scalars(select(LLMCall)) if c.role == "grader"]
+        assert grader_calls and all((c.ok and isinstance(c.parsed[0]["criteria_met"], bool)) or c.error
+                                    for c in grader_calls)
+        ok_calls = {c.id for c in grader_calls if c.ok}
+        assert {j.llm_call_id for j in judgments} <= ok_calls and all(j.met in (True, False) for j in judgments)
+        scores = s.scalars(select(CandidateScore)).all()
+        assert all(0.0 <= sc.s1 <= 1.0 and sc.s3 in (0, 1) for sc in scores)
+        assert run.stats["done"] + run.stats["failed"] == 1
