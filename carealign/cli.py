@@ -287,6 +287,29 @@ def rubric_prefs(
     asyncio.run(rubric_prefs_command(console, settings, input_file, dataset or input_file.stem))
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Turn public datasets into carealign inputs.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("mederrbench-instructions")
+@handles_errors
+def mederrbench_instructions_cmd(
+    csv_file: Path = typer.Argument(..., help="a MedErrBench CSV, e.g. ../shared/data/mederrbench/EN_validation.csv"),
+    out: Path = typer.Option(..., "--out", "-o", help="JSONL to write (the input of rubric-prefs)"),
+    limit: int | None = typer.Option(None, "--limit"),
+) -> None:
+    """Clinical-review instructions with rubrics derived from MedErrBench's gold labels."""
+    import json
+
+    from graphs.mederrbench import mederrbench_instructions
+
+    rows = mederrbench_instructions(csv_file, limit)
+    if not out.parent.exists():
+        raise FileNotFoundError(f"folder {str(out.parent)!r} does not exist")
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    console.print(f"wrote {len(rows)} instructions to {out}")
+
+
 def main() -> None:
     # `kill` (SIGTERM) stops carealign the way Ctrl-C does, so the same clean-up runs: claims are
     # handed back, the run is marked interrupted, the embedded model server is stopped.
