@@ -265,6 +265,8 @@ def rubric_prefs(
     grader_mode: str | None = typer.Option(None, "--grader-mode", help="per_criterion | all_in_one"),
     grader_model: str | None = typer.Option(None, "--grader-model"),
     grader_base_url: str | None = typer.Option(None, "--grader-base-url"),
+    second_grader_model: str | None = typer.Option(None, "--second-grader-model",
+                                                   help="also grade with this model and report agreement"),
     min_s1_margin: float | None = typer.Option(None, "--min-s1-margin"),
     max_length_ratio: float | None = typer.Option(None, "--max-length-ratio",
                                                   help="drop pairs whose chosen answer is this many times longer"),
@@ -276,7 +278,8 @@ def rubric_prefs(
 
     ctx = _ctx()
     opts = {"n_candidates": n_candidates, "grader_mode": grader_mode, "min_s1_margin": min_s1_margin,
-            "max_length_ratio": max_length_ratio, "generator_models": generator_models or None}
+            "max_length_ratio": max_length_ratio, "generator_models": generator_models or None,
+            "second_grader_model": second_grader_model}
     base = ctx.settings()
     more: dict[str, Any] = {"judge_model": grader_model, "judge_base_url": grader_base_url, "seed": seed,
                             "cache": False if no_cache else None}

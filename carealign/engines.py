@@ -25,6 +25,7 @@ class Engines:
     judge: LLMEngine
     local: LocalServer | None
     more_generators: list[LLMEngine] = field(default_factory=list)
+    second_judge: LLMEngine | None = None
 
     @property
     def generators(self) -> list[LLMEngine]:
@@ -64,8 +65,8 @@ async def _engine(settings: Settings, store: Store | None, base_url: str, model:
 
 
 @asynccontextmanager
-async def open_engines(settings: Settings, store: Store | None,
-                       more_generator_models: list[str] | None = None) -> AsyncIterator[Engines]:
+async def open_engines(settings: Settings, store: Store | None, more_generator_models: list[str] | None = None,
+                       second_judge_model: str | None = None) -> AsyncIterator[Engines]:
     """Everything opened here (the embedded server, HTTP sessions, the call-log thread) is closed
     on the way out, also when a check fails halfway or the user presses Ctrl-C."""
     async with AsyncExitStack() as stack:
@@ -83,7 +84,9 @@ async def open_engines(settings: Settings, store: Store | None,
                               (generator.model if judge_url == base_url else None), judge_local, stack)
         more = [await _engine(settings, store, base_url, m, local is not None, stack)
                 for m in (more_generator_models or [])]
-        engines = Engines(generator, judge, local, more)
+        second = (await _engine(settings, store, judge_url, second_judge_model, judge_local, stack)
+                  if second_judge_model else None)
+        engines = Engines(generator, judge, local, more, second)
         if any(g.model == judge.model and g.backend.base_url == judge.backend.base_url for g in more):
             warnings.warn(f"the grader ({judge.model}) is also one of the generators: it grades its own answers",
                           stacklevel=2)

@@ -72,7 +72,7 @@ def rubric_prefs_table(report: WorkflowReport, store: Store) -> Table:
         ("pairs dropped", ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())) or "0"),
         ("veto rate", f"{sum(1 for _, s3, _ in scores if s3 > 0) / graded:.1%}" if graded else "-"),
         ("mean S1", f"{sum(s1 for s1, _, _ in scores) / graded:.3f}" if graded else "-"),
-        ("grader agreement", "n/a (one grader)"),
+        ("grader agreement", grader_agreement(store, report.job_key)),
         ("LLM calls made", f"{calls} ({failures} failed), {hits} cache hits"),
         ("tokens in / out", f"{pt:,} / {ct:,}"),
         ("time", f"{s.seconds:.1f} s"),
@@ -80,6 +80,27 @@ def rubric_prefs_table(report: WorkflowReport, store: Store) -> Table:
     for k, v in rows:
         t.add_row(k, v)
     return t
+
+
+def grader_agreement(store: Store, job_key: str) -> str:
+    """Share of (candidate, criterion) verdicts on which the two graders agree, and Cohen's kappa."""
+    with store.session() as sess:
+        cands = select(CandidateScore.candidate_id).where(CandidateScore.job_key == job_key)
+        rows = sess.execute(select(Judgment.candidate_id, Judgment.details, Judgment.met)
+                            .where(Judgment.candidate_id.in_(cands))).all()
+    pairs: dict[tuple[int, str], dict[str, bool]] = {}
+    for cid, details, met in rows:
+        if details and "grader" in details:
+            pairs.setdefault((cid, details["criterion_id"]), {})[details["grader"]] = bool(met)
+    both = [(v["primary"], v["second"]) for v in pairs.values() if len(v) == 2]
+    if not both:
+        return "n/a (one grader)"
+    n = len(both)
+    observed = sum(a == b for a, b in both) / n
+    p_a, p_b = sum(a for a, _ in both) / n, sum(b for _, b in both) / n
+    expected = p_a * p_b + (1 - p_a) * (1 - p_b)
+    kappa = (observed - expected) / (1 - expected) if expected < 1 else 1.0
+    return f"{observed:.1%} of {n} verdicts (Cohen's kappa {kappa:.2f})"
 
 
 def runs_table(store: Store, limit: int) -> Table:

@@ -38,6 +38,7 @@ class RubricPrefsOptions(BaseModel):
     n_candidates: int = Field(4, ge=1, le=64, description="answers per generator model")
     generator_models: list[str] = Field(default_factory=list, description="more policies besides --model")
     grader_mode: Literal["per_criterion", "all_in_one"] = "per_criterion"
+    second_grader_model: str | None = Field(None, description="a second grader on the grader's server, for agreement")
     min_s1_margin: float = Field(0.0, ge=0.0, le=1.0)
     min_s2_margin: int = Field(1, ge=0)
     near_duplicate_threshold: float = Field(0.9, gt=0.0, le=1.0)

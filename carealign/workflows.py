@@ -40,6 +40,7 @@ def run_config(settings: Settings, engines: Engines) -> dict[str, object]:
     """The settings plus what was resolved at run time (models, server URLs without credentials)."""
     roles = [("generator", engines.generator), ("judge", engines.judge)]
     roles += [(f"generator_{i + 2}", e) for i, e in enumerate(engines.more_generators)]
+    roles += [("second_judge", engines.second_judge)] if engines.second_judge else []
     resolved: dict[str, object] = {
         role: {"model": e.model, "base_url": safe_http_url(e.backend.base_url), "params": e.request_params()}
         for role, e in roles
@@ -105,14 +106,15 @@ async def rubric_prefs_command(console: Console, settings: Settings, input_file:
     records = read_rubric_instructions(input_file)
     store = Store(settings.db)
     opts = settings.rubric_prefs
-    async with open_engines(settings, store, opts.generator_models) as engines:
+    async with open_engines(settings, store, opts.generator_models, opts.second_grader_model) as engines:
         store.ensure_schema()
         selection = SelectionConfig(opts.min_s1_margin, opts.min_s2_margin, opts.near_duplicate_threshold,
                                     opts.max_length_ratio)
         deps = RubricPrefsDeps(store, engines.generators, engines.judge,
                                RubricPrefsSettings(opts.n_candidates, settings.seed, opts.grader_mode, selection),
-                               dataset=dataset)
-        report = await with_progress(console, "rubric-prefs", len(records), [*engines.generators, engines.judge],
+                               dataset=dataset, second_grader=engines.second_judge)
+        graders = [engines.judge] + ([engines.second_judge] if engines.second_judge else [])
+        report = await with_progress(console, "rubric-prefs", len(records), [*engines.generators, *graders],
                                      lambda on_item: run_rubric_prefs(
                                          deps, records, run_config(settings, engines),
                                          item_concurrency=opts.item_concurrency, lease_seconds=opts.lease_seconds,

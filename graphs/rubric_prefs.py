@@ -48,6 +48,7 @@ class RubricPrefsDeps:
     grader: LLMEngine
     settings: RubricPrefsSettings
     dataset: str = ""
+    second_grader: LLMEngine | None = None  # graded too, for agreement; never decides a pair
 
     @property
     def job_key(self) -> str:
@@ -57,6 +58,7 @@ class RubricPrefsDeps:
             "kind": "rubric-prefs", "dataset": self.dataset,
             "generators": [[g.model, g.request_params()] for g in self.generators], "grader": self.grader.model,
             "grader_mode": s.grader_mode, "n": s.n_candidates, "seed": s.seed, "selection": s.selection.__dict__,
+            "second_grader": self.second_grader.model if self.second_grader else None,
             "prompts": [prompt_hash(AnswerGenerator.prompt), prompt_hash("grade_criterion"),
                         prompt_hash("grade_rubric")],
         })[:32]
@@ -89,6 +91,7 @@ class GradeTask(TypedDict):
 def build_rubric_prefs_graph(deps: RubricPrefsDeps):
     store, settings, job_key = deps.store, deps.settings, deps.job_key
     grader = RubricGrader(deps.grader, settings.grader_mode)
+    second = RubricGrader(deps.second_grader, settings.grader_mode) if deps.second_grader else None
 
     def load(item_id: int) -> tuple[dict[str, Any], Rubric]:
         with store.session() as s:
@@ -138,18 +141,24 @@ def build_rubric_prefs_graph(deps: RubricPrefsDeps):
         ctx = CallContext(run_id=task["run_id"], item_id=task["item_id"])
         try:
             verdicts = await grader.grade(conversation_of(payload), answer, rubric, ctx)
+            extra = await second.grade(conversation_of(payload), answer, rubric, ctx) if second else {}
         except LLMCallFailed as exc:
             return {"failures": [f"grade[candidate {task['candidate_id']}]: {exc.reason}"]}
         score = RubricGrader.score(rubric, verdicts)
         by_id = {c.id: c for c in rubric.criteria}
+
+        def rows(found: dict, model: str, role: str) -> list[dict[str, Any]]:
+            return [{"run_id": task["run_id"], "candidate_id": task["candidate_id"], "llm_call_id": v.call_id,
+                     "criterion": by_id[cid].text, "criterion_kind": by_id[cid].kind.value, "met": v.met,
+                     "score": 1.0 if v.met else 0.0, "reason": v.explanation, "judge_model": model,
+                     "details": {"criterion_id": cid, "dimension": by_id[cid].dimension, "mode": settings.grader_mode,
+                                 "grader": role}}
+                    for cid, v in found.items()]
+
         with store.session() as s:
-            jids = add_judgments(s, [
-                {"run_id": task["run_id"], "candidate_id": task["candidate_id"], "llm_call_id": v.call_id,
-                 "criterion": by_id[cid].text, "criterion_kind": by_id[cid].kind.value, "met": v.met,
-                 "score": 1.0 if v.met else 0.0, "reason": v.explanation, "judge_model": deps.grader.model,
-                 "details": {"criterion_id": cid, "dimension": by_id[cid].dimension, "mode": settings.grader_mode}}
-                for cid, v in verdicts.items()
-            ])
+            jids = add_judgments(s, rows(verdicts, deps.grader.model, "primary"))
+            if second:
+                add_judgments(s, rows(extra, deps.second_grader.model, "second"))
             insert_ignore(s, CandidateScore, [{
                 "candidate_id": task["candidate_id"], "job_key": job_key, "run_id": task["run_id"], "s1": score.s1,
                 "s2": score.s2, "s3": score.s3, "judgment_ids": jids, "grader_model": deps.grader.model,
@@ -209,6 +218,8 @@ async def run_rubric_prefs(
 ) -> WorkflowReport:
     engines: dict[str, Any] = {f"generator:{g.model}": g for g in deps.generators}
     engines["grader"] = deps.grader
+    if deps.second_grader is not None:
+        engines["second_grader"] = deps.second_grader
     return await run_workflow(
         deps.store, "rubric-prefs", deps.job_key, build_rubric_prefs_graph(deps), records, deps.dataset,
         run_config, judge_rubric_state, engines, item_concurrency=item_concurrency, lease_seconds=lease_seconds,

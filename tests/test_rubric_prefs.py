@@ -228,3 +228,32 @@ def test_killed_rubric_prefs_run_resumes_to_the_same_pairs(tmp_path):
                               capture_output=True).returncode == 0
     # same seeds, same cached-or-made calls: the resumed run ends with the uninterrupted run's pairs
     assert [p[1:] for p in pairs(killed)] == [p[1:] for p in pairs(whole)] and len(pairs(whole)) == 6
+
+
+def test_a_second_grader_is_compared_but_never_decides(tmp_path, fake_server):
+    from typer.testing import CliRunner
+
+    from carealign.cli import app
+    from store import Store
+
+    def two_graders(body: dict) -> str:
+        reply = responder(body)
+        if body["model"] == "grader-b" and criterion_key(body["messages"][-1]["content"]) == "doctor":
+            verdict = json.loads(reply)
+            return json.dumps({**verdict, "criteria_met": not verdict["criteria_met"]})
+        return reply
+
+    fake_server.responder = two_graders
+    src = write(tmp_path, [{"prompt": f"Paracetamol question {i}?", "rubric": HB_RUBRIC} for i in range(2)])
+    db = str(tmp_path / "agree.db")
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(app, [
+        "--db", db, "--base-url", fake_server.base_url, "rubric-prefs", str(src), "--n", "2",
+        "--grader-model", "grader-a", "--second-grader-model", "grader-b"])
+    assert res.exit_code == 0, res.output
+    # 2 items x 2 answers x 3 criteria = 12 verdict pairs; grader-b disagrees on every 'doctor' one (4)
+    assert "66.7% of 12 verdicts" in res.stdout
+    with Store(db).session() as s:
+        pairs = s.scalars(select(PreferencePair)).all()
+        # the pairs follow grader-a alone: seed 1 (safe) over seed 0 (vetoed)
+        assert len(pairs) == 2 and all(p.chosen.startswith("Answer with seed=1") for p in pairs)
+        assert {j.judge_model for j in s.scalars(select(Judgment))} == {"grader-a", "grader-b"}
