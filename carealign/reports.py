@@ -19,6 +19,15 @@ def _tokens(usage: dict[str, Any]) -> tuple[int, int]:
             sum(u.get("completion_tokens", 0) for u in usage.values()))
 
 
+def summary_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    t = Table(title=title, show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
+
 def generate_summary_table(report: WorkflowReport, store: Store) -> Table:
     s = report.summary
     calls = sum(u["calls"] for u in report.usage.values())
@@ -28,10 +37,7 @@ def generate_summary_table(report: WorkflowReport, store: Store) -> Table:
     pt, ct = _tokens(report.usage)
     with store.session() as sess:
         total_pairs = sess.scalar(select(func.count()).select_from(PreferencePair))
-    t = Table(title=f"generate: run {report.run_id}", show_header=False)
-    t.add_column("what")
-    t.add_column("value", justify="right")
-    rows = [
+    return summary_table(f"generate: run {report.run_id}", [
         ("items in input", f"{report.items}"),
         ("items processed now", f"{s.done + s.failed} ({s.failed} failed)"),
         ("outcomes", ", ".join(f"{k}: {v}" for k, v in sorted(s.outcomes.items())) or "none (all done before)"),
@@ -42,10 +48,7 @@ def generate_summary_table(report: WorkflowReport, store: Store) -> Table:
         ("pairs in store", f"{total_pairs}"),
         ("time", f"{s.seconds:.1f} s"),
         ("output tokens / s", f"{ct / s.seconds:.1f}" if s.seconds > 0 else "-"),
-    ]
-    for k, v in rows:
-        t.add_row(k, v)
-    return t
+    ])
 
 
 def rubric_prefs_table(report: WorkflowReport, store: Store) -> Table:
@@ -61,10 +64,7 @@ def rubric_prefs_table(report: WorkflowReport, store: Store) -> Table:
     graded = len(scores)
     kept = {k: v for k, v in s.reasons.items() if not k.startswith("no pair")}
     dropped = {k.removeprefix("no pair: "): v for k, v in s.reasons.items() if k.startswith("no pair")}
-    t = Table(title=f"rubric-prefs: run {report.run_id}", show_header=False)
-    t.add_column("what")
-    t.add_column("value", justify="right")
-    rows = [
+    return summary_table(f"rubric-prefs: run {report.run_id}", [
         ("instructions", f"{report.items} ({s.done + s.failed} processed now, {s.failed} failed)"),
         ("candidates graded (this job)", f"{graded}"),
         ("judgments", f"{sum(len(j or []) for _, _, j in scores)}"),
@@ -76,10 +76,7 @@ def rubric_prefs_table(report: WorkflowReport, store: Store) -> Table:
         ("LLM calls made", f"{calls} ({failures} failed), {hits} cache hits"),
         ("tokens in / out", f"{pt:,} / {ct:,}"),
         ("time", f"{s.seconds:.1f} s"),
-    ]
-    for k, v in rows:
-        t.add_row(k, v)
-    return t
+    ])
 
 
 def grader_agreement(store: Store, job_key: str) -> str:

@@ -21,6 +21,7 @@ from agents.engine import CallContext, LLMEngine
 from agents.errors import LLMCallFailed
 from agents.prompts import prompt_hash
 from agents.roles import AnswerGenerator, RubricJudge, SimpleRubric, conversation_of
+from graphs.candidates import distinct_candidate_ids
 from graphs.runner import ItemOutcome, WorkflowReport, run_workflow
 from store import Store
 from store.models import Candidate
@@ -108,15 +109,7 @@ def build_generate_graph(deps: GenerateDeps):
 
     def dedupe_candidates(state: GenerateState) -> dict[str, Any]:
         """Exact duplicates (after whitespace/case normalisation) are judged once, paired never."""
-        with store.session() as s:
-            rows = sorted((s.get(Candidate, cid) for cid in set(state.get("candidate_ids", []))),
-                          key=lambda c: c.sample_index)
-            seen, unique = set(), []
-            for c in rows:
-                if c.text_hash not in seen:
-                    seen.add(c.text_hash)
-                    unique.append(c.id)
-        return {"unique_ids": unique}
+        return {"unique_ids": distinct_candidate_ids(store, state.get("candidate_ids", []))}
 
     def fan_out_judging(state: GenerateState) -> list[Send] | str:
         if len(state.get("unique_ids", [])) < 2:

@@ -27,6 +27,7 @@ from agents.prompts import prompt_hash
 from agents.roles import AnswerGenerator, conversation_of
 from agents.rubric import Rubric, RubricScore
 from agents.rubric_grader import RubricGrader
+from graphs.candidates import distinct_candidate_ids
 from graphs.runner import ItemOutcome, WorkflowReport, run_workflow
 from store import Store, insert_ignore
 from store.models import Candidate, CandidateScore
@@ -121,12 +122,7 @@ def build_rubric_prefs_graph(deps: RubricPrefsDeps):
 
     def distinct_candidates(state: RubricPrefsState) -> dict[str, Any]:
         """Exact duplicates are graded once (near duplicates are handled at selection)."""
-        with store.session() as s:
-            rows = sorted((s.get(Candidate, cid) for cid in set(state.get("candidate_ids", []))),
-                          key=lambda c: (c.model, c.sample_index))
-            seen: set[str] = set()
-            distinct = [c.id for c in rows if not (c.text_hash in seen or seen.add(c.text_hash))]
-        return {"distinct_ids": distinct}
+        return {"distinct_ids": distinct_candidate_ids(store, state.get("candidate_ids", []))}
 
     def fan_out_grading(state: RubricPrefsState) -> list[Send] | str:
         if len(state.get("distinct_ids", [])) < 2:
