@@ -163,6 +163,14 @@ def from_healthbench(
     """HealthBench rubric items -> Rubric. Positive points become proficiency criteria weighted by
     points; negative points (an undesirable behaviour) become safety vetoes."""
     report = ConversionReport()
+    for n, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("criterion"), str) or not item["criterion"].strip():
+            raise ValueError(f"item {n}: field 'criterion' must be a non-empty string")
+        if isinstance(item.get("points"), bool) or not isinstance(item.get("points"), int) \
+                or not -10 <= item["points"] <= 10:
+            raise ValueError(f"item {n}: field 'points' must be an integer from -10 to 10")
+        if not isinstance(item.get("tags", []), list):
+            raise ValueError(f"item {n}: field 'tags' must be a list")
     positive = sum(int(i["points"]) for i in items if int(i["points"]) > 0)
     if positive <= 0:
         raise ValueError("a HealthBench rubric needs at least one item with positive points")

@@ -1,11 +1,39 @@
-"""Helpers on candidates that several graphs share."""
+"""What the per-item graphs share: loading an item, answering and storing a candidate, dropping
+exact duplicates, and judging an item's final state."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+from agents.engine import CallContext, LLMEngine
+from agents.errors import LLMCallFailed
+from agents.roles import AnswerGenerator
 from store import Store
 from store.models import Candidate
+from store.records import add_candidate, get_item
+
+
+def item_payload(store: Store, item_id: int) -> dict[str, Any]:
+    with store.session() as s:
+        return dict(get_item(s, item_id).payload)
+
+
+async def answer_and_store(store: Store, engine: LLMEngine, payload: dict[str, Any], run_id: str, item_id: int,
+                           sample_index: int, seed: int) -> dict[str, Any]:
+    """One candidate answer as a graph update: ``{"candidate_ids": [id]}``, or ``{"failures": [why]}``
+    when the call failed (already recorded) or the answer was empty."""
+    where = f"generate[{engine.model}:{sample_index}]"
+    try:
+        res = await AnswerGenerator(engine).answer(payload, seed=seed, ctx=CallContext(run_id=run_id, item_id=item_id))
+    except LLMCallFailed as exc:
+        return {"failures": [f"{where}: {exc.reason}"]}
+    if not res.text.strip():
+        return {"failures": [f"{where}: empty answer (call {res.call_id})"]}
+    with store.session() as s:
+        cid = add_candidate(s, run_id=run_id, item_id=item_id, llm_call_id=res.call_id, choice_index=0,
+                            sample_index=sample_index, model=engine.model, text=res.text)
+    return {"candidate_ids": [cid]}
 
 
 def distinct_candidate_ids(store: Store, candidate_ids: Iterable[int]) -> list[int]:
@@ -20,3 +48,10 @@ def distinct_candidate_ids(store: Store, candidate_ids: Iterable[int]) -> list[i
                 seen.add(c.text_hash)
                 distinct.append(c.id)
     return distinct
+
+
+def pairing_outcome(state: dict[str, Any]) -> tuple[bool, str, list[str]]:
+    """(ok, outcome, failures) of a pair-producing graph: an item is failed only when something
+    failed and no pair came of it (a clean 'no pair' is a result, not a failure)."""
+    failures = list(state.get("failures", []))
+    return bool(state.get("paired")) or not failures, state.get("outcome", "no outcome"), failures

@@ -21,12 +21,11 @@ from agents.engine import CallContext, LLMEngine
 from agents.errors import LLMCallFailed
 from agents.prompts import prompt_hash
 from agents.roles import AnswerGenerator, RubricJudge, SimpleRubric, conversation_of
-from graphs.candidates import distinct_candidate_ids
+from graphs.candidates import answer_and_store, distinct_candidate_ids, item_payload, pairing_outcome
 from graphs.runner import ItemOutcome, WorkflowReport, run_workflow
 from store import Store
 from store.models import Candidate
 from store.records import (
-    add_candidate,
     add_judgments,
     add_pairs,
     get_item,
@@ -78,12 +77,10 @@ class GenerateDeps:
 def build_generate_graph(deps: GenerateDeps):
     """Assemble the graph; nodes are closures over ``deps`` (store, engines, rubric, settings)."""
     store, settings = deps.store, deps.settings
-    answerer = AnswerGenerator(deps.generator)
     grader = RubricJudge(deps.judge, deps.rubric, settings.judge_mode, settings.judge_scoring)
 
     def load_payload(item_id: int) -> dict[str, Any]:
-        with store.session() as s:
-            return dict(get_item(s, item_id).payload)
+        return item_payload(store, item_id)
 
     def fan_out_samples(state: GenerateState) -> list[Send]:
         return [
@@ -92,20 +89,8 @@ def build_generate_graph(deps: GenerateDeps):
         ]
 
     async def generate_candidate(task: SampleTask) -> dict[str, Any]:
-        ctx = CallContext(run_id=task["run_id"], item_id=task["item_id"])
-        try:
-            seed = settings.seed + task["sample_index"]
-            res = await answerer.answer(load_payload(task["item_id"]), seed=seed, ctx=ctx)
-        except LLMCallFailed as exc:
-            return {"failures": [f"generate[{task['sample_index']}]: {exc.reason}"]}
-        if not res.text.strip():
-            return {"failures": [f"generate[{task['sample_index']}]: empty answer (call {res.call_id})"]}
-        with store.session() as s:
-            cid = add_candidate(
-                s, run_id=task["run_id"], item_id=task["item_id"], llm_call_id=res.call_id, choice_index=0,
-                sample_index=task["sample_index"], model=deps.generator.model, text=res.text,
-            )
-        return {"candidate_ids": [cid]}
+        return await answer_and_store(store, deps.generator, load_payload(task["item_id"]), task["run_id"],
+                                      task["item_id"], task["sample_index"], settings.seed + task["sample_index"])
 
     def dedupe_candidates(state: GenerateState) -> dict[str, Any]:
         """Exact duplicates (after whitespace/case normalisation) are judged once, paired never."""
@@ -189,12 +174,6 @@ def job_key_for(deps: GenerateDeps, dataset: str) -> str:
     })[:32]
 
 
-def judge_generate_state(state: dict[str, Any]) -> tuple[bool, str, list[str]]:
-    failures = list(state.get("failures", []))
-    ok = bool(state.get("paired")) or not failures
-    return ok, state.get("outcome", "no outcome"), failures
-
-
 async def run_generate(
     deps: GenerateDeps, records: list[dict[str, Any]], dataset: str, run_config: dict[str, Any], *,
     item_concurrency: int = 8, lease_seconds: float = 600.0, redo: bool = False,
@@ -206,5 +185,5 @@ async def run_generate(
     ``redo`` queues every item again (used with the cache off)."""
     return await run_workflow(
         deps.store, "generate", job_key_for(deps, dataset), build_generate_graph(deps), records, dataset,
-        run_config, judge_generate_state, {"generator": deps.generator, "judge": deps.judge},
+        run_config, pairing_outcome, {"generator": deps.generator, "judge": deps.judge},
         item_concurrency=item_concurrency, lease_seconds=lease_seconds, redo=redo, on_item=on_item)

@@ -84,7 +84,8 @@ def read_jsonl(path: str | Path, model: type[BaseModel]) -> list[tuple[int, Base
             records.append((lineno, model.model_validate(data)))
         except ValidationError as exc:
             err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"])
+            # drop pydantic's union-member tags (``list[dict[str, any]]``) from the field path
+            field = ".".join(str(p) for p in err["loc"] if "[" not in str(p))
             what = f"field '{field}': " if field else ""
             msg = err["msg"].removeprefix("Value error, ")
             raise InputError(f"{path}:{lineno}: {what}{msg}") from None

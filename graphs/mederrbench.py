@@ -48,7 +48,16 @@ def mederrbench_instructions(path: str | Path, limit: int | None = None) -> list
     if not path.is_file():
         raise InputError(f"{path}: file does not exist")
     lang = language_of(path)
-    out = []
+    try:
+        return _read(path, lang, limit)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not valid UTF-8 (byte offset {exc.start})") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a readable CSV file: {exc}") from None
+
+
+def _read(path: Path, lang: str, limit: int | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]

@@ -27,11 +27,11 @@ from agents.prompts import prompt_hash
 from agents.roles import AnswerGenerator, conversation_of
 from agents.rubric import Rubric, RubricScore
 from agents.rubric_grader import RubricGrader
-from graphs.candidates import distinct_candidate_ids
+from graphs.candidates import answer_and_store, distinct_candidate_ids, item_payload, pairing_outcome
 from graphs.runner import ItemOutcome, WorkflowReport, run_workflow
 from store import Store, insert_ignore
 from store.models import Candidate, CandidateScore
-from store.records import add_candidate, add_judgments, add_pairs, get_item, sha256_of
+from store.records import add_judgments, add_pairs, sha256_of
 
 
 @dataclass
@@ -95,8 +95,7 @@ def build_rubric_prefs_graph(deps: RubricPrefsDeps):
     second = RubricGrader(deps.second_grader, settings.grader_mode) if deps.second_grader else None
 
     def load(item_id: int) -> tuple[dict[str, Any], Rubric]:
-        with store.session() as s:
-            payload = dict(get_item(s, item_id).payload)
+        payload = item_payload(store, item_id)
         return payload, Rubric.model_validate(payload["rubric"])
 
     def fan_out_samples(state: RubricPrefsState) -> list[Send]:
@@ -105,20 +104,9 @@ def build_rubric_prefs_graph(deps: RubricPrefsDeps):
                 for g in range(len(deps.generators)) for i in range(settings.n_candidates)]
 
     async def generate_candidate(task: SampleTask) -> dict[str, Any]:
-        engine = deps.generators[task["generator"]]
-        where = f"generate[{engine.model}:{task['sample_index']}]"
-        payload, _ = load(task["item_id"])
-        try:
-            res = await AnswerGenerator(engine).answer(payload, seed=settings.seed + task["sample_index"],
-                                                       ctx=CallContext(run_id=task["run_id"], item_id=task["item_id"]))
-        except LLMCallFailed as exc:
-            return {"failures": [f"{where}: {exc.reason}"]}
-        if not res.text.strip():
-            return {"failures": [f"{where}: empty answer (call {res.call_id})"]}
-        with store.session() as s:
-            cid = add_candidate(s, run_id=task["run_id"], item_id=task["item_id"], llm_call_id=res.call_id,
-                                choice_index=0, sample_index=task["sample_index"], model=engine.model, text=res.text)
-        return {"candidate_ids": [cid]}
+        return await answer_and_store(store, deps.generators[task["generator"]], load(task["item_id"])[0],
+                                      task["run_id"], task["item_id"], task["sample_index"],
+                                      settings.seed + task["sample_index"])
 
     def distinct_candidates(state: RubricPrefsState) -> dict[str, Any]:
         """Exact duplicates are graded once (near duplicates are handled at selection)."""
@@ -202,11 +190,6 @@ def build_rubric_prefs_graph(deps: RubricPrefsDeps):
     return g.compile()
 
 
-def judge_rubric_state(state: dict[str, Any]) -> tuple[bool, str, list[str]]:
-    failures = list(state.get("failures", []))
-    return bool(state.get("paired")) or not failures, state.get("outcome", "no outcome"), failures
-
-
 async def run_rubric_prefs(
     deps: RubricPrefsDeps, records: list[dict[str, Any]], run_config: dict[str, Any], *,
     item_concurrency: int = 8, lease_seconds: float = 600.0, redo: bool = False,
@@ -218,5 +201,5 @@ async def run_rubric_prefs(
         engines["second_grader"] = deps.second_grader
     return await run_workflow(
         deps.store, "rubric-prefs", deps.job_key, build_rubric_prefs_graph(deps), records, deps.dataset,
-        run_config, judge_rubric_state, engines, item_concurrency=item_concurrency, lease_seconds=lease_seconds,
+        run_config, pairing_outcome, engines, item_concurrency=item_concurrency, lease_seconds=lease_seconds,
         redo=redo, on_item=on_item)

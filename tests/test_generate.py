@@ -22,7 +22,7 @@ from agents.roles import load_rubric
 from graphs.generate import GenerateDeps, GenerateSettings, build_generate_graph, run_generate
 from graphs.inputs import read_instructions
 from store.models import Candidate, Item, Judgment, LLMCall, PreferencePair, Run, WorkItem
-from tests.fake_server import FakeOpenAIServer
+from tests.fake_server import FakeOpenAIServer, Reply
 
 CRITERIA = ["accuracy", "safety", "helpfulness", "clarity"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -296,3 +296,19 @@ def test_sigterm_marks_the_run_interrupted_and_hands_claims_back(tmp_path):
     assert con.execute("select status from runs").fetchall() == [("interrupted",)]
     assert con.execute("select count(*) from work_items where status = 'claimed'").fetchone() == (0,)
     con.close()
+
+
+async def test_failed_and_empty_answers_are_recorded_and_the_rest_still_pair(store, fake_server, tmp_path):
+    """Seed 2's answer is empty: it is left out with its reason, seeds 0 and 1 still make the pair.
+    When every answer fails, the item fails with the reasons of its failed calls."""
+    good = scripted({0: 9, 1: 2})
+    fake_server.responder = lambda b: "" if not is_judge(b) and b["seed"] == 2 else good(b)
+    report = await run(make_deps(store, fake_server), write_inputs(tmp_path, QUESTIONS[:1]))
+    assert report.new_pairs == 1 and report.summary.failed == 0
+    fake_server.responder = lambda b: (_ for _ in ()).throw(RuntimeError("unused"))
+    fake_server.script([Reply(status=500)] * 6)  # 3 answers x (1 try + 1 retry)
+    report = await run(make_deps(store, fake_server), write_inputs(tmp_path, QUESTIONS[1:]))
+    assert report.summary.failed == 1
+    with store.session() as s:
+        failed = s.scalars(select(WorkItem).where(WorkItem.status == "failed")).one()
+        assert failed.error.count("generate[fake-model:") == 3 and "HTTP 500" in failed.error

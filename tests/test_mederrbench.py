@@ -39,3 +39,10 @@ def test_a_file_that_is_not_mederrbench_is_refused(tmp_path):
     bad.write_text("a,b\n1,2\n")
     res = CliRunner().invoke(app, ["data", "mederrbench-instructions", str(bad), "--out", str(tmp_path / "o.jsonl")])
     assert res.exit_code == 2 and "not a MedErrBench file" in res.stderr
+
+
+def test_a_non_utf8_file_names_the_file(tmp_path):
+    bad = tmp_path / "EN_bad.csv"
+    bad.write_bytes(b"\xff\xfeText ID,Text\n")
+    res = CliRunner().invoke(app, ["data", "mederrbench-instructions", str(bad), "--out", str(tmp_path / "o.jsonl")])
+    assert res.exit_code == 2 and "EN_bad.csv: not valid UTF-8" in res.stderr

@@ -257,3 +257,19 @@ def test_a_second_grader_is_compared_but_never_decides(tmp_path, fake_server):
         # the pairs follow grader-a alone: seed 1 (safe) over seed 0 (vetoed)
         assert len(pairs) == 2 and all(p.chosen.startswith("Answer with seed=1") for p in pairs)
         assert {j.judge_model for j in s.scalars(select(Judgment))} == {"grader-a", "grader-b"}
+
+
+@pytest.mark.parametrize("rubric,expected", [
+    ([{"criterion": "c", "tags": []}], "rubric.jsonl:1: invalid rubric: item 0: field 'points' must be an integer"),
+    ([{"criterion": "c", "points": 50, "tags": []}], "item 0: field 'points' must be an integer from -10 to 10"),
+    ([{"points": 5}], "item 0: field 'criterion' must be a non-empty string"),
+    ("oops", "rubric.jsonl:1: field 'rubric': Input should be a valid list"),
+    ({"criteria": [{"id": "a", "text": "t", "kind": "proficiency", "weight": 0.5}]}, "weights must sum to 1"),
+])
+def test_bad_rubrics_name_the_line_and_field(tmp_path, rubric, expected):
+    from graphs.inputs import InputError
+
+    src = write(tmp_path, [{"prompt": "x", "rubric": rubric}])
+    with pytest.raises(InputError) as info:
+        read_rubric_instructions(src)
+    assert expected in str(info.value)
