@@ -16,11 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import select, update
-
 from mcts.tree import RESERVED_STATE_KEY, ROOT_PATH, Node, Tree, TreeMeta
-from store.db import Store
-from store.models import TreeNode
+from store import Store, tree_nodes
 
 
 @runtime_checkable
@@ -130,12 +127,13 @@ class MemoryNodeStore:
 
 
 # -- SQL ----------------------------------------------------------------------------------------
-_UPDATABLE = ("prior", "visits", "value", "ended", "evaluated", "state", "llm_call_ids")
-_COLUMNS = ("tree_id", "run_id", "item_id", "path", "depth", "action", *_UPDATABLE)
-
-
 class SQLNodeStore:
-    """Persists trees in ``tree_nodes`` (SQLite or PostgreSQL), one transaction per save."""
+    """Persists trees in ``tree_nodes`` (SQLite or PostgreSQL), one transaction per save.
+
+    A thin adapter: nodes become rows here, every query is in ``store.tree_nodes`` (the store is the
+    bottom layer and knows nothing of trees). It remembers the database ids it has seen, so a save
+    resolves parents and changed nodes without a lookup per node.
+    """
 
     def __init__(self, store: Store):
         self.store = store
@@ -145,58 +143,22 @@ class SQLNodeStore:
         new, changed = tree.dirty()
         if not new and not changed:
             return
-        ids: dict[tuple[str, str], int] = {}
-        with self.store.session() as session:
-            for depth in sorted({n.depth for n in new}):  # parents (shallower) get their ids first
-                level = [n for n in new if n.depth == depth]
-                objs = []
-                for node in level:
-                    row = node_row(tree, node)
-                    parent_id = None if node.parent is None else self._id(session, tree, node.parent, ids)
-                    objs.append(TreeNode(parent_id=parent_id, **row))
-                session.add_all(objs)
-                session.flush()
-                ids.update({(tree.tree_id, n.path): o.id for n, o in zip(level, objs, strict=True)})
-            for node in changed:
-                row = node_row(tree, node)
-                session.execute(
-                    update(TreeNode).where(TreeNode.id == self._id(session, tree, node, ids))
-                    .values(**{k: row[k] for k in _UPDATABLE})
-                )
+        new_rows = [{**node_row(tree, n), tree_nodes.PARENT_PATH: None if n.parent is None else n.parent.path}
+                    for n in new]
+        ids = tree_nodes.save_node_rows(self.store, new_rows, [node_row(tree, n) for n in changed], self._ids)
         self._ids.update(ids)  # only once the transaction committed
         tree.clear_dirty()
 
-    def _id(self, session: Any, tree: Tree, node: Node, pending: dict[tuple[str, str], int]) -> int:
-        key = (tree.tree_id, node.path)
-        if key in pending:
-            return pending[key]
-        if key not in self._ids:
-            found = session.execute(
-                select(TreeNode.id).where(TreeNode.tree_id == tree.tree_id, TreeNode.path == node.path)
-            ).scalar_one_or_none()
-            if found is None:
-                raise ValueError(f"node {node.path!r} of tree {tree.tree_id!r} was never stored")
-            self._ids[key] = found
-        return self._ids[key]
-
     def load_tree(self, tree_id: str) -> Tree:
-        with self.store.session() as session:
-            result = session.execute(
-                select(TreeNode.id, *(getattr(TreeNode, c) for c in _COLUMNS)).where(TreeNode.tree_id == tree_id)
-            )
-            rows = [dict(r._mapping) for r in result]
+        rows = tree_nodes.load_node_rows(self.store, tree_id)
         self._ids.update({(tree_id, r["path"]): r["id"] for r in rows})
         return tree_from_rows(tree_id, rows)
 
     def exists(self, tree_id: str) -> bool:
-        with self.store.session() as session:
-            return session.execute(
-                select(TreeNode.id).where(TreeNode.tree_id == tree_id).limit(1)
-            ).first() is not None
+        return tree_nodes.tree_exists(self.store, tree_id)
 
     def tree_ids(self) -> list[str]:
-        with self.store.session() as session:
-            return list(session.execute(select(TreeNode.tree_id).distinct().order_by(TreeNode.tree_id)).scalars())
+        return tree_nodes.tree_ids(self.store)
 
 
 def load_tree(node_store: NodeStore, tree_id: str) -> Tree:

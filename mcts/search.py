@@ -156,6 +156,7 @@ class MCTS:
         self.counter = counter or CallCounter()
         self.qualifies = qualifies or default_qualifies
         self._broken = False
+        self._start: int | None = None  # the iteration the current run began at (set by begin())
         if tree.meta.seed is None:
             tree.meta.seed = self.config.seed
             tree.mark_changed(tree.root)
@@ -164,24 +165,57 @@ class MCTS:
                              f"{self.config.seed}: resume it with the same seed (or start a new tree)")
 
     # -- driver ---------------------------------------------------------------------------------
+    # run() is the whole loop. A driver that is not run() (a LangGraph graph showing select, expand,
+    # simulate, backpropagate as one step that loops while no budget is spent) calls the same pieces:
+    # begin(), then step() while stop_reason() is None, then report(reason). Both give the same tree,
+    # the same saves and the same report.
     async def run(self) -> SearchReport:
         """Iterate until a budget stops the search; returns the report (the tree is in ``self.tree``)."""
+        self.begin()
+        while (reason := self.stop_reason()) is None:
+            await self.step()
+        return self.report(reason)
+
+    def begin(self) -> None:
+        """Start (or resume) a run: refuse a search broken by a failed iteration, remember where this
+        run starts (the report's ``resumed_from``) and save what is not saved yet (a new tree, its seed).
+
+        Call it once before the first ``step()``; calling it again starts a new run on the same tree.
+        """
         if self._broken:
             raise SearchAborted("a previous iteration failed mid-way; reload the tree with load_tree()")
-        start = self.tree.meta.iterations
+        self._start = self.tree.meta.iterations
         self._save()
-        while (reason := self.stop_reason()) is None:
-            try:
-                await self.iterate()
-            except BaseException:
-                self._broken = True
-                raise
-            self._save()
+
+    async def step(self) -> Node:
+        """One whole iteration, then save it; returns the node that was simulated.
+
+        Budgets are not checked here: the driver checks ``stop_reason()`` between steps, as ``run()``
+        does, so an iteration in progress always completes. If the iteration fails, the tree in
+        memory is half-changed and unsaved, so the search is marked broken and every later
+        ``step()``/``begin()``/``run()`` raises ``SearchAborted``: reload the tree from its store.
+        """
+        if self._broken:
+            raise SearchAborted("a previous iteration failed mid-way; reload the tree with load_tree()")
+        if self._start is None:
+            raise RuntimeError("call begin() before step()")
+        try:
+            leaf = await self.iterate()
+        except BaseException:
+            self._broken = True
+            raise
+        self._save()
+        return leaf
+
+    def report(self, reason: str) -> SearchReport:
+        """The report of the run started by ``begin()``, stopped for ``reason`` (a ``stop_reason()``)."""
+        if self._start is None:
+            raise RuntimeError("call begin() before report()")
         meta = self.tree.meta
-        return SearchReport(iterations=meta.iterations, iterations_this_run=meta.iterations - start,
+        return SearchReport(iterations=meta.iterations, iterations_this_run=meta.iterations - self._start,
                             terminal_nodes=self.tree.count_ended(), llm_calls=meta.llm_calls,
                             nodes=len(self.tree), stop_reason=reason, last_new_iteration=meta.last_new_iteration,
-                            resumed_from=start)
+                            resumed_from=self._start)
 
     def stop_reason(self) -> str | None:
         """Which budget is spent, checked in a fixed order, or None to go on."""

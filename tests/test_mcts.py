@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -22,13 +23,14 @@ from mcts import (
     Node,
     SearchAborted,
     SearchConfig,
+    SearchReport,
     SQLNodeStore,
     Tree,
     extract_pairs,
     load_tree,
 )
 from mcts.export import layered_layout, render_png, to_networkx, write_graphml
-from store import Store
+from store import Store, tree_nodes
 from store.models import TreeNode
 
 ACTIONS = ("a", "b", "c")
@@ -273,6 +275,73 @@ async def test_domain_errors_are_reported():
         SearchConfig(expand_k=0)
 
 
+# -- stepping (a driver that is not run(), such as a graph) -------------------------------------
+async def stepped(search: MCTS) -> SearchReport:
+    """Drive a search the way a graph does: begin, step while no budget is spent, report."""
+    search.begin()
+    steps = 0
+    while (reason := search.stop_reason()) is None:
+        leaf = await search.step()
+        assert search.tree.get(leaf.path) is leaf and leaf.evaluated  # the node this iteration simulated
+        steps += 1
+    report = search.report(reason)
+    assert steps == report.iterations_this_run
+    return report
+
+
+@pytest.mark.parametrize("cfg", [
+    {"iterations": 40},
+    {"iterations": 1000, "max_terminal_nodes": 4},
+    {"iterations": 1000, "max_llm_calls": 25, "expand_k": 2},
+    {"iterations": 1000, "early_stop_patience": 6},
+])
+async def test_stepping_matches_run(cfg: dict):
+    by_run, by_step = MemoryNodeStore(), MemoryNodeStore()
+    ran, _ = make_search("s", seed=5, priors=UNIFORM, node_store=by_run, tree=seeded_tree("s", True), **cfg)
+    stepper, _ = make_search("s", seed=5, priors=UNIFORM, node_store=by_step, tree=seeded_tree("s", True), **cfg)
+    expected = await ran.run()
+    got = await stepped(stepper)
+    assert got == expected and got.iterations_this_run == got.iterations > 0
+    assert_same_tree(stepper.tree, ran.tree)
+    assert [(n.path, n.value, n.visits) for n in stepper.tree] == [(n.path, n.value, n.visits) for n in ran.tree]
+    assert by_step.writes == by_run.writes  # the same saves, not only the same end state
+    assert_same_tree(by_step.load_tree("s"), by_run.load_tree("s"))
+
+
+async def test_stepping_resumes_like_run(sqlite_url: str):
+    store = Store(sqlite_url)
+    store.ensure_schema()
+    reference = await uninterrupted(30, 2)
+    search, _ = make_search("r", seed=2, iterations=12, priors=UNIFORM, node_store=SQLNodeStore(store),
+                            tree=seeded_tree("r", True))
+    assert (await stepped(search)).resumed_from == 0
+    nodes = SQLNodeStore(store)
+    search, _ = make_search("r", seed=2, iterations=30, priors=UNIFORM, node_store=nodes, tree=nodes.load_tree("r"))
+    report = await stepped(search)
+    assert (report.resumed_from, report.iterations_this_run, report.stop_reason) == (12, 18, "iterations")
+    assert_same_tree(search.tree, reference.tree)
+    assert_same_tree(SQLNodeStore(store).load_tree("r"), reference.tree)
+    store.dispose()
+
+
+async def test_step_after_a_failed_step_is_refused():
+    search, domain = make_search(iterations=50, crash_at_simulate=4)
+    with pytest.raises(RuntimeError, match="begin"):
+        await search.step()
+    search.begin()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        while search.stop_reason() is None:
+            await search.step()
+    assert 3 <= search.tree.meta.iterations < 50 and domain.simulations == 4  # the failed one never completed
+    with pytest.raises(SearchAborted):
+        await search.step()
+    with pytest.raises(SearchAborted):
+        search.begin()
+    with pytest.raises(SearchAborted):
+        await search.run()
+    assert domain.simulations == 4  # nothing ran on the half-changed tree
+
+
 # -- pairs ------------------------------------------------------------------------------------
 def set_stats(node: Node, value: float, visits: int, evaluated: bool = True, ended: bool = False) -> Node:
     node.value, node.visits, node.evaluated, node.ended = value, visits, evaluated, ended
@@ -440,6 +509,52 @@ async def test_memory_store_resume_matches():
     await search.run()
     assert_same_tree(search.tree, reference.tree)
     assert mem.writes - writes_after_17 < 23 * 6 < 23 * len(search.tree)
+
+
+def test_tree_node_rows_in_the_store(db_url: str):
+    """store.tree_nodes on its own: plain rows in, plain rows out; parents resolved; one transaction."""
+    store = Store(db_url)
+    store.ensure_schema()
+
+    def row(path: str, parent: str | None, depth: int, visits: int = 0) -> dict:
+        return {"tree_id": "x", "run_id": None, "item_id": None, "path": path, "depth": depth,
+                "action": None if parent is None else path.rsplit("/", 1)[1], "prior": 0.5, "visits": visits,
+                "value": 0.25, "ended": False, "evaluated": True, "state": {"k": [1, "é"]}, "llm_call_ids": [7],
+                tree_nodes.PARENT_PATH: parent}
+
+    assert not tree_nodes.tree_exists(store, "x") and tree_nodes.load_node_rows(store, "x") == []
+    first = tree_nodes.save_node_rows(store, [row("root/a", "root", 1), row("root", None, 0)], [])
+    assert set(first) == {("x", "root"), ("x", "root/a")}
+    # the parent is stored already and unknown to the caller: looked up, and its id returned
+    second = tree_nodes.save_node_rows(store, [row("root/a/b", "root/a", 2)], [row("root", None, 0, visits=3)])
+    assert second[("x", "root/a")] == first[("x", "root/a")] and second[("x", "root")] == first[("x", "root")]
+    # a changed row never stored: nothing of that save is written
+    with pytest.raises(ValueError, match="never stored"):
+        tree_nodes.save_node_rows(store, [row("root/c", "root", 1)], [row("root/zz", "root", 1)], first)
+    assert tree_nodes.save_node_rows(store, [], []) == {}
+    rows = {r["path"]: r for r in tree_nodes.load_node_rows(store, "x")}
+    assert set(rows) == {"root", "root/a", "root/a/b"} and tree_nodes.count_nodes(store, "x") == 3
+    assert rows["root"]["visits"] == 3 and rows["root/a/b"]["state"] == {"k": [1, "é"]}
+    assert rows["root/a"]["id"] == first[("x", "root/a")] and rows["root/a/b"]["id"] == second[("x", "root/a/b")]
+    with store.session() as s:
+        parents = dict(s.execute(select(TreeNode.path, TreeNode.parent_id).where(TreeNode.tree_id == "x")).all())
+    assert parents == {"root": None, "root/a": rows["root"]["id"], "root/a/b": rows["root/a"]["id"]}
+    tree_nodes.save_node_rows(store, [{**row("root", None, 0), "tree_id": "w"}], [])
+    assert tree_nodes.tree_exists(store, "x") and tree_nodes.tree_ids(store) == ["w", "x"]
+    store.dispose()
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    return names | {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+
+
+def test_sql_lives_in_the_store_layer():
+    root = Path(__file__).resolve().parent.parent
+    for module in (root / "mcts").glob("*.py"):
+        assert not {m for m in imported_modules(module) if m.startswith(("sqlalchemy", "store.models"))}, module
+    assert not {m for m in imported_modules(root / "store" / "tree_nodes.py") if m.startswith("mcts")}
 
 
 # -- export -----------------------------------------------------------------------------------

@@ -1,0 +1,14 @@
+"""Settings of the SFT baseline (``[train.sft]``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from training.common import TrainCommon
+
+
+@dataclass
+class SFTConfig(TrainCommon):
+    """SFT baseline on preferred turns/answers (the chosen side of each pair), loss on the answer only."""
+
+    learning_rate: float = 2e-5
