@@ -253,7 +253,9 @@ class LLMEngine:
                 base_url=safe_http_url(self.backend.base_url),
                 messages=req.messages, params=req.params, response_schema=req.schema,
                 choices=list(resp.choices) if resp else None,
-                parsed=[p.model_dump(mode="json") if p is not None else None for p in parsed] if parsed else None,
+                # by alias: what the model wrote, and what validation reads back from the cache
+                parsed=([p.model_dump(mode="json", by_alias=True) if p is not None else None for p in parsed]
+                        if parsed else None),
                 finish_reasons=list(resp.finish_reasons) if resp else None,
                 logprobs=resp.logprobs if resp else None,
                 prompt_tokens=pt, completion_tokens=ct, latency_ms=latency_ms, attempts=attempts,

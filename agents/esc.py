@@ -25,7 +25,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from agents.engine import CallContext, ChatResult, LLMEngine
 from agents.prompts import prompt_hash, render
@@ -122,6 +122,10 @@ Rating4 = Literal[0, 1, 2, 3, 4]
 Rating10 = Literal[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
 
 class _Keyed(BaseModel):
+    # A reply is validated from the model's JSON (aliases) and again from the request cache, where
+    # rows stored before replies were recorded by alias hold the field names: accept both.
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
+
     def by_key(self) -> dict[str, Any]:
         """The values by their keys (the aliases), in order."""
         return {f.alias: getattr(self, name) for name, f in type(self).model_fields.items()}
