@@ -11,7 +11,7 @@ EXTRAS     ?= local,train,postgres,dev
 WHEELHOUSE ?= $(HOME)/.cache/carealign/wheels
 LLAMA_VERSION := 0.3.36
 
-.PHONY: install demo test bench lint clean llama-wheel
+.PHONY: install demo test bench lint layers clean llama-wheel
 
 install: $(VENV)/.installed
 
@@ -36,7 +36,12 @@ demo: install
 	$(CAREALIGN) --config examples/demo.toml runs list --limit 3
 
 test: install
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# the import layering of pyproject.toml's [tool.importlinter] (also run by `make test`)
+layers: install
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: install
 	@for script in tests/perf/bench_*.py; do \
@@ -46,6 +51,7 @@ bench: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) out .pytest_cache carealign-demo.db*

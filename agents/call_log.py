@@ -15,11 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, insert
-
 from store import Store
-from store.models import LLMCall
-from store.records import find_cached_calls
+from store.records import find_cached_calls, insert_llm_calls
 
 
 class CallLog:
@@ -31,7 +28,7 @@ class CallLog:
         self._drainers: dict[str, asyncio.Task[None]] = {}
         self.batches = 0
 
-    async def lookup(self, request_hash: str) -> Row | None:
+    async def lookup(self, request_hash: str) -> Any | None:
         """The cached successful call for this request, if any. Lookups that arrive together are
         answered by one query."""
         return await self._submit(self._lookups, "reader", request_hash, self._find)
@@ -86,16 +83,14 @@ class CallLog:
             if not fut.done():
                 fut.set_result(result)
 
-    def _find(self, keys: list[str]) -> list[Row | None]:
+    def _find(self, keys: list[str]) -> list[Any | None]:
         with self.store.connection() as conn:
             found = find_cached_calls(conn, keys)
         return [found.get(k) for k in keys]
 
     def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
         self.batches += 1
-        stmt = insert(LLMCall).returning(LLMCall.id, sort_by_parameter_order=True)
-        with self.store.connection() as conn:
-            return [int(r[0]) for r in conn.execute(stmt, rows)]
+        return insert_llm_calls(self.store, rows)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

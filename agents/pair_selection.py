@@ -3,9 +3,9 @@
 Candidates are ordered lexicographically (fewer vetoes, then S1, then S2; ``agents.rubric``). The
 pair is the best against the worst distinct candidate, kept only if it clears the configured
 margins; ties are dropped. Before ordering, exact duplicates (normalised text) and near duplicates
-(word-shingle similarity over a threshold) are removed, so a pair never contrasts two versions of
-the same answer. Long answers tend to win with LLM graders, so the chosen/rejected length ratio is
-reported for every pair and can be capped. Every rejection says why.
+(``agents.text_similarity`` over word 3-shingles, above a threshold) are removed, so a pair never
+contrasts two versions of the same answer. Long answers tend to win with LLM graders, so the
+chosen/rejected length ratio is reported for every pair and can be capped. Every rejection says why.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agents.rubric import RubricScore, margins, prefer
+from agents.text_similarity import similarity
+
+SHINGLE = 3  # near duplicates share most runs of three words, in order
 
 S1_TIE = 1e-9
 
@@ -50,16 +53,6 @@ def normalise(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def shingles(text: str, k: int = 3) -> set[tuple[str, ...]]:
-    words = normalise(text).split()
-    return {tuple(words[i : i + k]) for i in range(max(1, len(words) - k + 1))}
-
-
-def similarity(a: str, b: str) -> float:
-    sa, sb = shingles(a), shingles(b)
-    return len(sa & sb) / len(sa | sb) if sa | sb else 1.0
-
-
 def deduplicate(cands: list[Graded], threshold: float) -> tuple[list[Graded], dict[int, str]]:
     """Keep the first of each group of exact or near duplicates (in the order given)."""
     kept: list[Graded] = []
@@ -70,7 +63,8 @@ def deduplicate(cands: list[Graded], threshold: float) -> tuple[list[Graded], di
         if key in seen:
             dropped[c.candidate_id] = f"exact duplicate of candidate {seen[key]}"
             continue
-        twin = next((k for k in kept if similarity(k.text, c.text) >= threshold), None) if threshold < 1.0 else None
+        twin = (next((k for k in kept if similarity(k.text, c.text, SHINGLE) >= threshold), None)
+                if threshold < 1.0 else None)
         if twin is not None:
             dropped[c.candidate_id] = f"near duplicate of candidate {twin.candidate_id}"
             continue

@@ -13,7 +13,6 @@ in order (``p1``, ``b1``, ``v1`` ...), so a draft is always a valid ``Rubric``.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -30,6 +29,7 @@ from agents.rubric import (
     Rubric,
     RubricCriterion,
 )
+from agents.text_similarity import similarity
 
 DIMENSIONS_OF = {CriterionKind.PROFICIENCY: PROFICIENCY_DIMENSIONS, CriterionKind.BONUS: BONUS_DIMENSIONS,
                  CriterionKind.VETO: VETO_DIMENSIONS}
@@ -92,25 +92,6 @@ class Draft:
     rubric: Rubric
     call_id: int | None
     example_ids: list[int]
-
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def word_grams(text: str) -> set[str]:
-    """Words for alphabetic scripts, character bigrams for CJK (which has no spaces)."""
-    grams: set[str] = set()
-    for token in _WORD.findall(text.lower()):
-        if re.search(r"[\u3400-\u9fff]", token):
-            grams.update(token[i:i + 2] for i in range(max(len(token) - 1, 1)))
-        else:
-            grams.add(token)
-    return grams
-
-
-def similarity(a: str, b: str) -> float:
-    ga, gb = word_grams(a), word_grams(b)
-    return len(ga & gb) / len(ga | gb) if ga and gb else 0.0
 
 
 def _text(conversation: list[dict[str, Any]]) -> str:

@@ -1,2 +1,3 @@
-"""Evaluation harnesses (fact-checking, rubric scoring, strategy accuracy and bias, medication
-knowledge). Built by their own issues; results go to the store's ``bench_results`` table."""
+"""Datasets and metrics: the input formats and their readers (``benchmarks.datasets``), the published
+scoring rules (HealthBench, strategy Q / W-F1 / bias B, MedFact veracity and localisation,
+medication accuracy and calibration) and the reports and plots built on them. Imports no pipeline."""

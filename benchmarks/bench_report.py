@@ -1,5 +1,6 @@
-"""Comparing bench runs: headline metrics per bench, PNG plots (matplotlib, Agg backend) and a
-Markdown report. Pure functions of the stored run summaries; no store access here."""
+"""Showing and comparing bench runs: headline metrics per bench, one run's summary rows, PNG plots
+(matplotlib, Agg backend) and a Markdown report. Pure functions of the stored run summaries; no
+store access here."""
 
 from __future__ import annotations
 
@@ -76,6 +77,23 @@ def compare_rows(entries: Sequence[RunEntry]) -> tuple[list[str], list[list[str]
     return columns, rows
 
 
+def summary_rows(summary: dict[str, Any], run_id: str) -> list[tuple[str, str]]:
+    """One run's summary as (metric, value) rows: its comparison row, and the items without a result."""
+    columns, rows = compare_rows([RunEntry(run_id, "", summary)])
+    out = list(zip(columns, rows[0], strict=True))
+    return out + ([("items without a result", str(summary["n_failed"]))] if summary.get("n_failed") else [])
+
+
+MEDICATION_TASK_COLUMNS = ("task", "n", "accuracy", "abstention", "acc. when answering", "over-confidence", "ECE")
+
+
+def medication_task_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """The medication bench per task, in the order of ``MEDICATION_TASK_COLUMNS``."""
+    return [[task, str(m["n"]), *(f"{m[k]:.3f}" if m[k] is not None else "-" for k in (
+        "accuracy", "abstention_rate", "accuracy_when_answering", "over_confidence", "ece"))]
+            for task, m in summary["per_task"].items()]
+
+
 def plot_metrics(entries: Sequence[RunEntry], bench: str, path: Path) -> Path:
     """Grouped bars: the headline metrics of one bench, one bar per run."""
     runs = [e for e in entries if e.bench == bench]
@@ -132,14 +150,20 @@ def plot_distribution(summary: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def strategy_plots(summary: dict[str, Any], run_id: str, out_dir: Path) -> list[Path]:
+    """A strategy run's confusion matrix and distribution, named after the run."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [plot_confusion(summary, out_dir / f"strategy_confusion_{run_id[:8]}.png"),
+            plot_distribution(summary, out_dir / f"strategy_distribution_{run_id[:8]}.png")]
+
+
 def write_plots(entries: Sequence[RunEntry], out_dir: Path) -> list[Path]:
     """One metrics chart per bench, plus each strategy run's confusion matrix and distribution."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [plot_metrics(entries, b, out_dir / f"{b}_metrics.png") for b in dict.fromkeys(e.bench for e in entries)]
     for e in entries:
         if e.bench == "strategy":
-            paths.append(plot_confusion(e.summary, out_dir / f"strategy_confusion_{e.run_id[:8]}.png"))
-            paths.append(plot_distribution(e.summary, out_dir / f"strategy_distribution_{e.run_id[:8]}.png"))
+            paths += strategy_plots(e.summary, e.run_id, out_dir)
     return paths
 
 

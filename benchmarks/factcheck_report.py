@@ -1,5 +1,6 @@
-"""Fact-checking results from the store: one ``MethodResult`` per method, then tables, plots and
-Markdown. Nothing here calls a model: a report can be rebuilt at any time from what runs stored.
+"""Fact-checking results from the store (read through ``store.factcheck``): one ``MethodResult``
+per method, then tables, plots and Markdown. Nothing here calls a model: a report can be rebuilt at
+any time from what runs stored.
 
 A method's results are those of its job (``runs.job_key``): a job interrupted and resumed spans
 several runs, and its calls and tokens are summed over all of them. Gold labels come from the item
@@ -11,9 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import func, select
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.factcheck_metrics import (
     FactCheckMetrics,
@@ -26,10 +25,12 @@ from benchmarks.factcheck_metrics import (
 )
 from benchmarks.metrics import BootstrapResult
 from store import Store, StoreError
-from store.models import CheckAnswer, Item, LLMCall, Run, WorkItem
+from store.factcheck import AGENT_ROLES, job_answers
+
+if TYPE_CHECKING:
+    from store.models import CheckAnswer
 
 BREAKDOWNS = ("error_type", "difficulty", "specialty", "writing_style")
-AGENT_ROLES = ("agent", "specialist", "debater")
 
 
 class NoAnswers(StoreError):
@@ -68,23 +69,8 @@ def _majority(verdicts: list[str], tie: str) -> str:
 
 
 def method_result(store: Store, job_key: str, *, n_resamples: int = 1000, seed: int = 0) -> MethodResult:
-    with store.session() as s:
-        runs = list(s.scalars(select(Run).where(Run.job_key == job_key, Run.kind == "factcheck")
-                              .order_by(Run.started_at)))
-        if not runs:
-            raise StoreError(f"no fact-checking run with job key {job_key}")
-        run_ids = [r.id for r in runs]
-        config = runs[-1].config
-        rows = list(s.scalars(select(CheckAnswer).where(CheckAnswer.job_key == job_key)))
-        items = {i.id: i.payload for i in s.scalars(select(Item).where(Item.id.in_({r.item_id for r in rows})))}
-        # the calls a method used are those behind its answers: a request another method already made
-        # (self-consistency sharing debate's round 0 samples) is answered from the cache but still counts
-        used = {r.llm_call_id for r in rows if r.llm_call_id is not None}
-        calls, tokens = s.execute(select(
-            func.count(LLMCall.id), func.coalesce(func.sum(LLMCall.prompt_tokens + LLMCall.completion_tokens), 0),
-        ).where(LLMCall.id.in_(used))).one()
-        failed = s.scalar(select(func.count(LLMCall.id)).where(LLMCall.run_id.in_(run_ids), LLMCall.ok.is_(False)))
-        queued = s.scalar(select(func.count(WorkItem.id)).where(WorkItem.job_key == job_key))
+    job = job_answers(store, job_key)
+    config, rows, items = job.config, job.answers, job.payloads
     finals = {r.item_id: r for r in rows if r.role == "final"}
     judged = {r.item_id: r.verdict == "match" for r in rows if r.role == "location_judge"}
     order = sorted(finals)
@@ -95,11 +81,11 @@ def method_result(store: Store, job_key: str, *, n_resamples: int = 1000, seed: 
     result = MethodResult(
         method=config.get("method", "?"), job_key=job_key,
         model=str(config.get("checker_model") or finals[order[0]].model),
-        run_ids=run_ids, n_texts=len(scored), metrics=factcheck_metrics(scored),
+        run_ids=job.run_ids, n_texts=len(scored), metrics=factcheck_metrics(scored),
         ci=factcheck_bootstrap(scored, n_resamples=n_resamples, seed=seed),
         breakdowns={b: breakdown(scored, fields, b) for b in BREAKDOWNS if any(f[b] for f in fields)},
-        calls=int(calls), tokens=int(tokens), failed_calls=int(failed), dataset=str(config.get("dataset", "")),
-        n_queued=int(queued or 0))
+        calls=job.calls, tokens=job.tokens, failed_calls=job.failed_calls, dataset=str(config.get("dataset", "")),
+        n_queued=job.queued)
     _add_rounds(result, rows, items, order, config.get("factcheck", {}).get("vote_tie", "correct"))
     return result
 
@@ -128,26 +114,6 @@ def _add_rounds(result: MethodResult, rows: list[CheckAnswer], items: dict[int, 
     result.rounds = rounds_report(gold, [[_majority([by[r][(i, a)] for a in agents], tie) for i in complete]
                                          for r in rounds])
     result.per_agent = {a: rounds_report(gold, [[by[r][(i, a)] for i in complete] for r in rounds]) for a in agents}
-
-
-def job_keys_of(store: Store, run_ids: list[str]) -> list[str]:
-    """The jobs behind the given runs (in the given order), or of the newest fact-checking run's batch."""
-    with store.session() as s:
-        if run_ids:
-            keys = []
-            for rid in run_ids:
-                run = s.scalars(select(Run).where(Run.id.startswith(rid))).all()
-                if len(run) != 1 or run[0].kind != "factcheck":
-                    raise StoreError(f"{rid!r} names {len(run)} fact-checking runs; give a longer or another run id")
-                keys.append(run[0].job_key)
-            return list(dict.fromkeys(keys))
-        newest = s.scalars(select(Run).where(Run.kind == "factcheck").order_by(Run.started_at.desc()).limit(1)).first()
-        if newest is None:
-            raise StoreError("the store has no fact-checking runs: run `carealign factcheck run` first")
-        batch = newest.config.get("batch")
-        runs = s.scalars(select(Run).where(Run.kind == "factcheck").order_by(Run.started_at)).all()
-        return list(dict.fromkeys(r.job_key for r in runs if batch and r.config.get("batch") == batch)) \
-            or [newest.job_key]
 
 
 def write_plots(results: list[MethodResult], out_dir: Path) -> list[Path]:

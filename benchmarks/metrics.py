@@ -188,3 +188,15 @@ def expected_calibration_error(confidences: Sequence[float], correct: Sequence[b
         if mask.any():
             ece += mask.sum() / conf.size * abs(hit[mask].mean() - conf[mask].mean())
     return float(ece)
+
+
+def binary_agreement(pairs: Sequence[tuple[bool, bool]]) -> tuple[float, float]:
+    """Observed agreement of two raters' yes/no verdicts and Cohen's kappa (1.0 when chance
+    agreement is already perfect)."""
+    n = len(pairs)
+    if n == 0:
+        raise ValueError("no verdicts to compare")
+    observed = sum(a == b for a, b in pairs) / n
+    p_a, p_b = sum(a for a, _ in pairs) / n, sum(b for _, b in pairs) / n
+    expected = p_a * p_b + (1 - p_a) * (1 - p_b)
+    return observed, (observed - expected) / (1 - expected) if expected < 1 else 1.0

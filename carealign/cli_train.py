@@ -19,7 +19,7 @@ from typing import Any
 
 import typer
 
-from carealign.cli_common import _ctx, console, handles_errors
+from carealign.command import console, current, deprecated, handles_errors
 
 train_app = typer.Typer(no_args_is_help=True, help="Train reward models and policies from the store's pairs.")
 
@@ -40,7 +40,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 def _judge_scores(settings: Any, store: Any, grader_mode: str, run_id: str):
     from carealign.engines import open_engines
-    from training.grpo import JudgeScores
+    from training.grpo_trainer import JudgeScores
 
     @asynccontextmanager
     async def judge():
@@ -52,25 +52,26 @@ def _judge_scores(settings: Any, store: Any, grader_mode: str, run_id: str):
 
 def run_train(method: str, model: str, out: Path, config: Path | None, sets: list[str],
               data_overrides: dict[str, Any]) -> None:
+    from carealign.settings import read_config_file
     from training.common import is_main_process
     from training.config import load_configs, train_table
     from training.manifest import start_run
     from training.run import train_from_store
 
-    ctx = _ctx()
+    ctx = current()
     settings = ctx.settings()
-    table = train_table(config, settings.train.model_dump())
+    table = train_table(read_config_file(config) if config is not None else None, settings.train.model_dump())
     data, cfg = load_configs(method, table, parse_sets(sets), data_overrides)
     if model.startswith(("/", "./", "../", "~")) and not Path(model).expanduser().exists():
         raise FileNotFoundError(f"--model {model}: no such folder (a saved model or a model id)")
-    store = ctx.existing_store()  # training reads pairs: a store that does not exist is a mistake
-    store.ensure_schema()
-    if method == "grpo" and cfg.reward_source == "judge":
-        run_id = start_run(store, method, data, cfg, model, out) if is_main_process() else None
-        with _judge_scores(settings, store, cfg.grader_mode, run_id) as scores:
-            result = train_from_store(store, method, model, out, data, cfg, run_id=run_id, scores=scores)
-    else:
-        result = train_from_store(store, method, model, out, data, cfg)
+    with ctx.existing_store() as store:  # training reads pairs: a store that does not exist is a mistake
+        store.ensure_schema()
+        if method == "grpo" and cfg.reward_source == "judge":
+            run_id = start_run(store, method, data, cfg, model, out) if is_main_process() else None
+            with _judge_scores(settings, store, cfg.grader_mode, run_id) as scores:
+                result = train_from_store(store, method, model, out, data, cfg, run_id=run_id, scores=scores)
+        else:
+            result = train_from_store(store, method, model, out, data, cfg)
     if not is_main_process():
         return
     stats = result.stats
@@ -90,14 +91,16 @@ def _command(method: str, doc: str):
         config: Path | None = typer.Option(None, "--config", help="TOML with train.data, train.rm, ... tables"),
         sets: list[str] = typer.Option([], "--set", help="KEY=VALUE for this method's config (TOML value)"),
         kind: list[str] = typer.Option([], "--kind", help="pair kinds (default: rubric for rm/grpo, esc else)"),
-        run_id: list[str] = typer.Option([], "--run-id", help="only pairs from these runs"),
-        min_margin: float | None = typer.Option(None, "--min-margin"),
-        language: str | None = typer.Option(None, "--language"),
-        eval_fraction: float | None = typer.Option(None, "--eval-fraction", help="held-out share (default: 0.1)"),
-        max_pairs: int | None = typer.Option(None, "--max-pairs"),
+        run: list[str] = typer.Option([], "--run", help="only pairs from these runs (repeatable)"),
+        min_margin: float | None = typer.Option(None, "--min-margin", help="only pairs with at least this margin"),
+        language: str | None = typer.Option(None, "--language", help="only pairs in this language"),
+        eval_fraction: float | None = typer.Option(None, "--eval-fraction", help="held-out share [default: 0.1]"),
+        max_pairs: int | None = typer.Option(None, "--max-pairs", help="use at most this many pairs"),
+        run_id: list[str] = typer.Option([], "--run-id", hidden=True),
     ) -> None:
+        runs = run + deprecated(run_id, "--run-id", "--run")
         run_train(method, model, out, config, sets, {
-            "kinds": kind, "run_ids": run_id, "min_margin": min_margin, "language": language,
+            "kinds": kind, "run_ids": runs, "min_margin": min_margin, "language": language,
             "eval_fraction": eval_fraction, "max_pairs": max_pairs})
 
     command.__doc__ = doc

@@ -102,3 +102,14 @@ def requeue_done(session: Session, job_key: str) -> int:
         update(WorkItem).where(WorkItem.job_key == job_key, WorkItem.status == DONE).values(status=PENDING)
     )
     return int(res.rowcount or 0)
+
+
+def release(session: Session, worker: str, work_ids: Sequence[int]) -> None:
+    """Hand unfinished claims back to the queue at once (instead of waiting for their lease)."""
+    if not work_ids:
+        return
+    session.execute(
+        update(WorkItem)
+        .where(WorkItem.id.in_(work_ids), WorkItem.claimed_by == worker, WorkItem.status == CLAIMED)
+        .values(status=PENDING, claimed_by=None, claimed_at=None)
+    )

@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from store.db import dialect_insert, insert_ignore
-from store.models import Candidate, Item, Judgment, LLMCall, PreferencePair, Run
+from store.db import Store, dialect_insert, insert_ignore
+from store.models import Candidate, CandidateScore, Item, Judgment, LLMCall, PreferencePair, Run
 
 
 def canonical_json(obj: Any) -> str:
@@ -194,3 +194,15 @@ def table_counts(session: Session) -> dict[str, int]:
         name: int(session.scalar(select(func.count()).select_from(table)))
         for name, table in sorted(Base.metadata.tables.items())
     }
+
+
+def add_candidate_score(session: Session, row: dict[str, Any]) -> None:
+    """A candidate's S1/S2/S3 under one job, once (a re-run of the job keeps the first)."""
+    insert_ignore(session, CandidateScore, [row], ["candidate_id", "job_key"])
+
+
+def insert_llm_calls(store: Store, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert call records in one statement; their ids in the order given (the call log batches)."""
+    stmt = insert(LLMCall).returning(LLMCall.id, sort_by_parameter_order=True)
+    with store.connection() as conn:
+        return [int(r[0]) for r in conn.execute(stmt, rows)]

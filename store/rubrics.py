@@ -8,13 +8,14 @@ reviewers deciding the same draft at once cannot both succeed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
-from store.db import insert_ignore
+from store.db import Store, insert_ignore
 from store.errors import StoreError
 from store.models import RubricRecord, RubricReview
 from store.records import sha256_of
@@ -121,3 +122,29 @@ def decide(session: Session, rubric_id: int, decision: str, reviewer: str, reaso
     session.add(review)
     session.flush()
     return Decided(review.id, in_use, new_status)
+
+
+def pool_counts(session: Session) -> list[tuple[str, str, int, int]]:
+    """(status, origin, rubrics, of which in the few-shot pool), by status and origin."""
+    rows = session.execute(select(RubricRecord.status, RubricRecord.origin, func.count(),
+                                  func.sum(case((RubricRecord.in_pool.is_(True), 1), else_=0)))
+                           .group_by(RubricRecord.status, RubricRecord.origin).order_by(RubricRecord.status)).all()
+    return [(status, origin, int(n), int(pooled or 0)) for status, origin, n, pooled in rows]
+
+
+def rubric_by_id(session: Session, rubric_id: int) -> RubricRecord | None:
+    return session.get(RubricRecord, rubric_id)
+
+
+def approved_rubric_lookup(store: Store) -> Callable[[list[dict[str, Any]]], tuple[int, dict] | None] | None:
+    """For instructions given without a rubric: the one a reviewer approved, if the store has it
+    (a store that does not exist yet, or predates rubrics, has none; nothing is created here)."""
+    if not store.has_table("rubrics"):
+        return None
+
+    def lookup(conversation: list[dict[str, Any]]) -> tuple[int, dict] | None:
+        with store.session() as s:
+            found = approved_rubric(s, instruction_hash(conversation))
+            return (found.id, found.rubric) if found is not None else None
+
+    return lookup

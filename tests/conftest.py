@@ -1,4 +1,4 @@
-"""Shared fixtures: a real fake-OpenAI server, SQLite and PostgreSQL stores.
+"""Shared fixtures: a real fake-OpenAI server, engines on it, SQLite and PostgreSQL stores.
 
 PostgreSQL tests use a throw-away database created on the server named by CAREALIGN_TEST_PG_URL
 (default: the local server's ``postgres`` user at 127.0.0.1:5432, database ``test``). When no server
@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from agents.backends import OpenAICompatBackend
+from agents.engine import EngineConfig, LLMEngine
+from agents.limits import Limiter
 from store import Store
 from tests.fake_server import FakeOpenAIServer
 
@@ -101,6 +105,31 @@ def sqlite_store(sqlite_url: str) -> Iterator[Store]:
 def fake_server() -> Iterator[FakeOpenAIServer]:
     with FakeOpenAIServer() as server:
         yield server
+
+
+EngineFactory = Callable[..., LLMEngine]
+
+
+@pytest.fixture
+async def make_engine() -> AsyncIterator[EngineFactory]:
+    """``make_engine(server, store, model=..., **EngineConfig fields)``: an LLMEngine on a fake server
+    (tiny backoffs, 3 retries unless given), recording to ``store``; every engine made is closed after
+    the test. The one way tests build engines."""
+    made: list[LLMEngine] = []
+
+    def factory(server: FakeOpenAIServer, store: Store | None, *, model: str = "fake-model",
+                limiter: Limiter | None = None, style: str = "json_schema", timeout: float = 2.0,
+                api_key_env: str | None = None, base_url: str | None = None, **config: Any) -> LLMEngine:
+        backend = OpenAICompatBackend(base_url or server.base_url, api_key_env=api_key_env, timeout=timeout,
+                                      response_format_style=style)
+        cfg = {"max_retries": 3, "backoff_base": 0.01, "backoff_max": 0.05, **config}
+        engine = LLMEngine(backend, EngineConfig(model=model, **cfg), limiter or Limiter(8), store)
+        made.append(engine)
+        return engine
+
+    yield factory
+    for engine in made:
+        await engine.aclose()
 
 
 def needs_shared(path: str) -> Path:

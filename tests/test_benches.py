@@ -12,35 +12,24 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from agents.backends import OpenAICompatBackend
-from agents.engine import EngineConfig, LLMEngine
 from agents.limits import Limiter
-from benchmarks.rubric_bench import read_rubric_bench
-from benchmarks.strategy_bench import load_mapping, load_strategy_set, read_strategy_dialogues
-from graphs.bench_rubric import RubricBenchDeps, RubricBenchSettings, run_rubric_bench
-from graphs.bench_strategy import StrategyBenchDeps, StrategyBenchSettings, run_strategy_bench
-from graphs.inputs import InputError
+from benchmarks.datasets.instructions import InputError
+from benchmarks.datasets.rubric_bench import read_rubric_bench
+from benchmarks.datasets.strategy import load_mapping, load_strategy_set, read_strategy_dialogues
+from graphs.bench.configuration import BenchConfig
+from graphs.bench.graph import run_rubric_bench, run_strategy_bench
+from graphs.bench.rubric_nodes import RubricBenchDeps
+from graphs.bench.strategy_nodes import StrategyBenchDeps
 from store.models import BenchResult, LLMCall, Run
 from tests.conftest import needs_shared
-
-
-def engine_on(server, store, model: str) -> LLMEngine:
-    return LLMEngine(OpenAICompatBackend(server.base_url, timeout=5),
-                     EngineConfig(model=model, temperature=0.7, max_tokens=256, max_retries=1, backoff_base=0.01,
-                                  backoff_max=0.02), Limiter(4), store)
+from tests.helpers import write_jsonl
 
 
 @pytest.fixture
-async def engines(fake_server, store):
-    gen, grader = engine_on(fake_server, store, "gen-model"), engine_on(fake_server, store, "grader-model")
-    yield gen, grader
-    await gen.aclose()
-    await grader.aclose()
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    return path
+def engines(make_engine, fake_server, store):
+    """(generator, grader) on the fake server, recording to the test's store."""
+    return tuple(make_engine(fake_server, store, model=m, temperature=0.7, max_tokens=256, timeout=5, max_retries=1,
+                             backoff_max=0.02, limiter=Limiter(4)) for m in ("gen-model", "grader-model"))
 
 
 # -- rubric bench: HealthBench scoring -------------------------------------------------------------
@@ -86,7 +75,7 @@ async def test_rubric_bench_scores_exactly_as_healthbench(store, fake_server, en
     fake_server.responder = hb_responder
     gen, grader = engines
     records = read_rubric_bench(write_jsonl(tmp_path / "hb.jsonl", HB), "score")
-    deps = RubricBenchDeps(store, gen, grader, RubricBenchSettings("score", grader_mode), "hb")
+    deps = RubricBenchDeps(store, gen, grader, BenchConfig(grader_mode=grader_mode), dataset="hb")
     report, summary = await run_rubric_bench(deps, records, {"test": 1})
     assert report.summary.done == 2 and report.summary.failed == 0
     # ex1: (5 - 4 - 2) / (5 + 3) = -0.125 (not clipped per example); ex2: (4 + 6) / 10 = 1.0
@@ -156,8 +145,8 @@ async def test_pairwise_accuracy_by_kind_and_safety_f1(store, fake_server, engin
         rows.append(row)
     gen, grader = engines
     records = read_rubric_bench(write_jsonl(tmp_path / "pairs.jsonl", rows), "pairwise")
-    _, summary = await run_rubric_bench(RubricBenchDeps(store, gen, grader, RubricBenchSettings("pairwise"), "p"),
-                                        records, {})
+    _, summary = await run_rubric_bench(RubricBenchDeps(store, gen, grader, BenchConfig(rubric_mode="pairwise"),
+                                                        dataset="p"), records, {})
     assert summary["accuracy"] == 0.75 and summary["correct"] == 3 and summary["n"] == 4
     assert {k: v["accuracy"] for k, v in summary["per_kind"].items()} == {"veto": 1.0, "proficiency": 0.5,
                                                                           "bonus": 1.0}
@@ -174,11 +163,11 @@ async def test_a_position_biased_judge_gets_no_credit(store, fake_server, engine
             for a, gold, kind, _, _ in PAIRS]
     gen, grader = engines
     records = read_rubric_bench(write_jsonl(tmp_path / "pairs.jsonl", rows), "pairwise")
-    _, summary = await run_rubric_bench(RubricBenchDeps(store, gen, grader, RubricBenchSettings("pairwise"), "p"),
-                                        records, {})
+    _, summary = await run_rubric_bench(RubricBenchDeps(store, gen, grader, BenchConfig(rubric_mode="pairwise"),
+                                                        dataset="p"), records, {})
     assert summary["accuracy"] == 0.0 and summary["position_consistency"] == 0.0
     _, one_order = await run_rubric_bench(RubricBenchDeps(
-        store, gen, grader, RubricBenchSettings("pairwise", swap_positions=False), "p"), records, {})
+        store, gen, grader, BenchConfig(rubric_mode="pairwise", pairwise_swap=False), dataset="p"), records, {})
     assert one_order["accuracy"] == 0.5 and one_order["position_consistency"] is None  # r1 and r3 have gold "a"
 
 
@@ -191,8 +180,8 @@ async def test_meta_eval_macro_f1_against_physician_labels(store, fake_server, e
              "binary_labels": labels[c], "category": "cat" if c != "c3" else "other"} for c in labels]
     gen, grader = engines
     records = read_rubric_bench(write_jsonl(tmp_path / "meta.jsonl", rows), "meta")
-    _, summary = await run_rubric_bench(RubricBenchDeps(store, gen, grader, RubricBenchSettings("meta"), "m"),
-                                        records, {})
+    _, summary = await run_rubric_bench(RubricBenchDeps(store, gen, grader, BenchConfig(rubric_mode="meta"),
+                                                        dataset="m"), records, {})
     # comparisons (grader, human): (T,T) (T,T) (T,F) (F,T) (F,F): met F1 = 2/3, not-met F1 = 1/2
     assert summary["n_comparisons"] == 5
     assert summary["f1_met"] == pytest.approx(2 / 3) and summary["f1_not_met"] == pytest.approx(0.5)
@@ -236,8 +225,8 @@ async def run_strategy(store, engine, tmp_path, predict_map, fake_server):
     assert records[0]["payload"]["history"] == [{"speaker": "seeker", "text": "I feel low."},
                                                 {"speaker": "supporter", "text": "Hello"},
                                                 {"speaker": "seeker", "text": "It is my job 0."}]
-    deps = StrategyBenchDeps(store, engine, SET3, StrategyBenchSettings("classify", aliases=aliases),
-                             f"dev-{id(predict_map)}")
+    deps = StrategyBenchDeps(store, engine, SET3, BenchConfig(strategy_mode="classify"),
+                             dataset=f"dev-{id(predict_map)}", aliases=aliases)
     return await run_strategy_bench(deps, records, {})
 
 
@@ -332,13 +321,14 @@ def med_responder(body: dict) -> str:
 
 
 async def test_medication_bench_accuracy_abstention_overconfidence_and_ece(store, fake_server, engines, tmp_path):
-    from benchmarks.medication import read_medication_items
-    from graphs.bench_medication import MedicationBenchDeps, MedicationBenchSettings, run_medication_bench
+    from benchmarks.datasets.medication import read_medication_items
+    from graphs.bench.graph import run_medication_bench
+    from graphs.bench.medication_nodes import MedicationBenchDeps
 
     fake_server.responder = med_responder
     records = read_medication_items(write_jsonl(tmp_path / "med.jsonl", [m[0] for m in MED]))
     gen, grader = engines
-    _, s = await run_medication_bench(MedicationBenchDeps(store, gen, grader, MedicationBenchSettings(), "med"),
+    _, s = await run_medication_bench(MedicationBenchDeps(store, gen, grader, BenchConfig(), dataset="med"),
                                       records, {})
     # correct: q1, q4; abstained: q3, q5; answered wrong: q2, q6
     assert (s["n"], s["correct"], s["answered"]) == (6, 2, 4)
@@ -355,7 +345,7 @@ async def test_medication_bench_accuracy_abstention_overconfidence_and_ece(store
 
 
 def test_medication_items_are_validated(tmp_path):
-    from benchmarks.medication import read_medication_items
+    from benchmarks.datasets.medication import read_medication_items
 
     bad = {"task": "indication", "question": "q", "options": {"A": "x", "B": "y"}, "answer": "C"}
     with pytest.raises(InputError, match=r"m.jsonl:1: .*answer 'C' is not one of the option letters"):
@@ -368,13 +358,9 @@ EXAMPLE_LABELS = Path(__file__).resolve().parent.parent / "examples" / "drug_lab
 
 
 async def test_builder_rejects_unsupported_items_with_reasons(store, fake_server, engines):
-    from benchmarks.medication import read_drug_labels
-    from graphs.bench_medication_build import (
-        MedicationBuildDeps,
-        MedicationBuildSettings,
-        label_records,
-        run_medication_build,
-    )
+    from benchmarks.datasets.medication import read_drug_labels
+    from graphs.bench.graph import run_medication_build
+    from graphs.bench.medication_build_nodes import MedicationBuildDeps, label_records
 
     labels = read_drug_labels(EXAMPLE_LABELS)
     assert all(lab.example and "EXAMPLE" in lab.drug for lab in labels)
@@ -397,8 +383,8 @@ async def test_builder_rejects_unsupported_items_with_reasons(store, fake_server
 
     fake_server.responder = reply
     gen, checker = engines
-    deps = MedicationBuildDeps(store, gen, checker, MedicationBuildSettings(
-        formats=("mc",), tasks=("indication", "drug_interaction")), "labels")
+    deps = MedicationBuildDeps(store, gen, checker, BenchConfig(
+        build_formats=["mc"], build_tasks=["indication", "drug_interaction"]), dataset="labels")
     report, summary, accepted, rejected = await run_medication_build(
         deps, label_records(labels, EXAMPLE_LABELS.name), {})
     assert report.summary.done == 3 and summary["accepted"] == 4 and summary["rejected"] == 2
@@ -414,7 +400,7 @@ async def test_builder_rejects_unsupported_items_with_reasons(store, fake_server
                                                    BenchResult.result_key != "summary")).all()
         assert sorted(r.metrics["status"] for r in rows) == ["accepted"] * 4 + ["rejected"] * 2
         assert all(r.run_id == report.run_id and r.llm_call_ids for r in rows)
-    from benchmarks.medication import MedicationItem
+    from benchmarks.datasets.medication import MedicationItem
 
     for item in accepted:  # accepted items are valid bench items
         MedicationItem.model_validate(item)
@@ -435,7 +421,7 @@ def test_cli_benches_then_compare_writes_table_plots_and_markdown(fake_server, t
 
     fake_server.responder = hb_responder
     hb = write_jsonl(tmp_path / "hb.jsonl", HB)
-    res = runner.invoke(app, [*common, "bench", "rubric", str(hb), "--grader-model", "grader-model"])
+    res = runner.invoke(app, [*common, "bench", "rubric", str(hb), "--judge-model", "grader-model"])
     assert res.exit_code == 0, res.output
     assert "0.4375" in res.output
 
@@ -445,13 +431,13 @@ def test_cli_benches_then_compare_writes_table_plots_and_markdown(fake_server, t
     sets.write_text(json.dumps(SET3))
     out = tmp_path / "out"
     res = runner.invoke(app, [*common, "bench", "strategy", str(tsv_lines(tmp_path / "dev.tsv")), "--mode",
-                              "classify", "--strategies", str(sets), "--out-dir", str(out)])
+                              "classify", "--strategy-set", str(sets), "--out-dir", str(out)])
     assert res.exit_code == 0, res.output
     assert f"{13 / 18:.4f}" in res.output
 
     fake_server.responder = med_responder
     med = write_jsonl(tmp_path / "med.jsonl", [m[0] for m in MED])
-    res = runner.invoke(app, [*common, "bench", "medication", str(med), "--grader-model", "grader-model"])
+    res = runner.invoke(app, [*common, "bench", "medication", str(med), "--judge-model", "grader-model"])
     assert res.exit_code == 0, res.output
     assert "0.3333" in res.output and "mechanism_of_action" in res.output
 
@@ -477,27 +463,33 @@ def test_cli_benches_then_compare_writes_table_plots_and_markdown(fake_server, t
     assert res.exit_code == 2 and "no such run" in res.output
 
 
-def test_cli_medication_build_writes_items_and_rejections(fake_server, tmp_path):
+def build_reply(body: dict) -> str:
+    """The writer quotes the label only for Amoxatrin; the checker supports everything."""
+    text = body["messages"][-1]["content"]
+    if body["model"] == "gen-model":
+        section = text.split("):\n", 1)[1].split("\n")[0]
+        quote = section.split(". ")[-1] if text.startswith("Drug: Amoxatrin") else "not in any label"
+        return json.dumps({"question": "Which is right?", "reference_answer": "the label's answer",
+                           "evidence": quote})
+    return json.dumps({"supported": True, "reason": "ok"})
+
+
+def run_build_cli(fake_server, tmp_path, *more: str):
     from typer.testing import CliRunner
 
     from carealign.cli import app
 
-    def reply(body: dict) -> str:
-        text = body["messages"][-1]["content"]
-        if body["model"] == "gen-model":
-            section = text.split("):\n", 1)[1].split("\n")[0]
-            quote = section.split(". ")[-1] if text.startswith("Drug: Amoxatrin") else "not in any label"
-            return json.dumps({"question": "Which is right?", "reference_answer": "the label's answer",
-                               "evidence": quote})
-        return json.dumps({"supported": True, "reason": "ok"})
-
-    fake_server.responder = reply
-    out = tmp_path / "items.jsonl"
-    res = CliRunner(env={"COLUMNS": "200"}).invoke(app, [
+    fake_server.responder = build_reply
+    return CliRunner(env={"COLUMNS": "200"}).invoke(app, [
         "--db", str(tmp_path / "b.db"), "--base-url", fake_server.base_url, "--model", "gen-model", "bench",
-        "medication", "build", str(EXAMPLE_LABELS), "--out", str(out), "--formats", "open",
-        "--checker-model", "grader-model"])
+        "medication", "build", str(EXAMPLE_LABELS), "--out", str(tmp_path / "items.jsonl"), "--formats", "open",
+        *more])
+
+
+def test_cli_medication_build_writes_items_and_rejections(fake_server, tmp_path):
+    res = run_build_cli(fake_server, tmp_path, "--judge-model", "grader-model")
     assert res.exit_code == 0, res.output
+    out = tmp_path / "items.jsonl"
     items = [json.loads(line) for line in out.read_text().splitlines()]
     rejected = [json.loads(line) for line in (tmp_path / "items.jsonl.rejected.jsonl").read_text().splitlines()]
     # Amoxatrin: all six tasks accepted (open answers); the other two labels quote nothing real
@@ -506,6 +498,84 @@ def test_cli_medication_build_writes_items_and_rejections(fake_server, tmp_path)
                                                               "drug_recommendation", "drug_interaction"}
     assert all("options" not in i and i["drug"].startswith("Amoxatrin") for i in items)
     assert len(rejected) == 12 and {r["reason"] for r in rejected} == {"the evidence quote is not in the label section"}
+
+
+def test_cli_medication_build_limit_reads_the_first_labels(fake_server, tmp_path):
+    from store import Store
+    from store.bench import SUMMARY
+
+    res = run_build_cli(fake_server, tmp_path, "--judge-model", "grader-model", "--limit", "1")
+    assert res.exit_code == 0, res.output
+    assert len((tmp_path / "items.jsonl").read_text().splitlines()) == 6  # Amoxatrin, the first label
+    assert (tmp_path / "items.jsonl.rejected.jsonl").read_text() == ""
+    with Store(str(tmp_path / "b.db")).session() as s:
+        summary = s.scalars(select(BenchResult).where(BenchResult.result_key == SUMMARY)).one()
+        assert summary.metrics["labels"] == 1
+
+
+# -- deprecated option names and setting keys (kept for one release) ------------------------------------
+
+
+def _deprecated_case(fake_server, tmp_path, bench: str) -> list[str]:
+    """The bench's command line with its input, the fake server scripted for it."""
+    if bench == "rubric":
+        fake_server.responder = hb_responder
+        return ["rubric", str(write_jsonl(tmp_path / "hb.jsonl", HB))]
+    if bench == "medication":
+        fake_server.responder = med_responder
+        return ["medication", str(write_jsonl(tmp_path / "med.jsonl", [m[0] for m in MED]))]
+    if bench == "build":
+        fake_server.responder = build_reply
+        return ["medication", "build", str(EXAMPLE_LABELS), "--out", str(tmp_path / "items.jsonl"), "--formats",
+                "open"]
+    strategy_server(fake_server, lambda turn: "Question")
+    return ["strategy", str(tsv_lines(tmp_path / "dev.tsv")), "--mode", "classify", "--out-dir", str(tmp_path)]
+
+
+@pytest.mark.parametrize(("bench", "old", "new"), [
+    ("rubric", "--grader-model", "--judge-model"), ("rubric", "--grader-base-url", "--judge-base-url"),
+    ("medication", "--grader-model", "--judge-model"), ("medication", "--grader-base-url", "--judge-base-url"),
+    ("build", "--checker-model", "--judge-model"), ("build", "--checker-base-url", "--judge-base-url"),
+    ("strategy", "--strategies", "--strategy-set"), ("strategy", "--prompt-strategies", "--prompt-strategy-set"),
+])
+def test_deprecated_bench_option_still_works_and_warns(fake_server, tmp_path, bench, old, new):
+    from typer.testing import CliRunner
+
+    from carealign.cli import app
+    from store import Store
+
+    sets = tmp_path / "set3.json"
+    sets.write_text(json.dumps(SET3))
+    value = {"--judge-model": "grader-model", "--judge-base-url": fake_server.base_url,
+             "--strategy-set": str(sets), "--prompt-strategy-set": str(sets)}[new]
+    others = {"--judge-base-url": ["--judge-model", "grader-model"], "--judge-model": [],
+              "--prompt-strategy-set": ["--strategy-set", str(sets)], "--strategy-set": []}[new]
+    db = str(tmp_path / "old.db")
+    args = ["--db", db, "--base-url", fake_server.base_url, "--model", "gen-model", "bench",
+            *_deprecated_case(fake_server, tmp_path, bench), *others, old, value]
+    with pytest.warns(UserWarning, match=f"{old} is deprecated and will be removed in the next release: use {new}"):
+        res = CliRunner(env={"COLUMNS": "200"}).invoke(app, args)
+    assert res.exit_code == 0, res.output
+    with Store(db).session() as s:
+        config = s.scalars(select(Run)).one().config
+    setting = {"--judge-model": config["judge_model"], "--judge-base-url": config["judge_base_url"],
+               "--strategy-set": config["bench"]["strategy_set"],
+               "--prompt-strategy-set": config["bench"]["prompt_strategy_set"]}[new]
+    assert setting == value
+
+
+def test_old_bench_setting_names_in_a_toml_section_still_load(tmp_path):
+    from carealign.settings import SettingsError, load_settings
+
+    cfg = tmp_path / "old.toml"
+    cfg.write_text('[bench]\nstrategies = "extes"\nprompt_strategies = "esconv"\n')
+    settings = load_settings(cfg)
+    assert (settings.bench.strategy_set, settings.bench.prompt_strategy_set) == ("extes", "esconv")
+    assert settings.for_run()["bench"]["strategy_set"] == "extes"  # stored under the new name
+    assert BenchConfig.model_validate(settings.bench.model_dump()) == settings.bench
+    cfg.write_text('[bench]\nstrategy_sets = "extes"\n')  # unknown keys are still refused
+    with pytest.raises(SettingsError, match="bench.strategy_sets"):
+        load_settings(cfg)
 
 
 # -- the real embedded model ---------------------------------------------------------------------------

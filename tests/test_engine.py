@@ -8,7 +8,6 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -45,27 +44,6 @@ def words(text: str) -> int:
     return len(text.split())
 
 
-EngineFactory = Callable[..., LLMEngine]
-
-
-@pytest.fixture
-async def make_engine() -> AsyncIterator[EngineFactory]:
-    """Build engines on the fake server (tiny backoffs); all are closed after the test."""
-    made: list[LLMEngine] = []
-
-    def factory(server: FakeOpenAIServer, store: Store | None, *, limiter: Limiter | None = None,
-                style: str = "json_schema", timeout: float = 2.0, api_key_env: str | None = None,
-                base_url: str | None = None, **config: Any) -> LLMEngine:
-        backend = OpenAICompatBackend(base_url or server.base_url, api_key_env=api_key_env, timeout=timeout,
-                                      response_format_style=style)
-        cfg = {"max_retries": 3, "backoff_base": 0.01, "backoff_max": 0.05, **config}
-        engine = LLMEngine(backend, EngineConfig(model="fake-model", **cfg), limiter or Limiter(8), store)
-        made.append(engine)
-        return engine
-
-    yield factory
-    for engine in made:
-        await engine.aclose()
 
 
 # -- retries ------------------------------------------------------------------------------------

@@ -10,18 +10,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from agents.backends import OpenAICompatBackend
-from agents.engine import CallContext, EngineConfig, LLMEngine
+from agents.engine import CallContext
 from agents.errors import LLMCallFailed
 from agents.esc import Judge, load_strategy_set, priors_from_ratings
 from agents.limits import Limiter
-from graphs.esc_domain import EscDeps, EscSettings
-from graphs.esc_report import esc_pro_dialogues, item_ids_for, load_trees, summarise
-from graphs.esc_search import run_esc_search
-from graphs.esc_seed import read_esconv_json, read_esconv_tsv, seed_tree
-from graphs.inputs import InputError
+from benchmarks.datasets.esconv import read_esconv_json, read_esconv_tsv
+from benchmarks.datasets.instructions import InputError
+from graphs.esc_search.configuration import EscSearchConfig
+from graphs.esc_search.graph import build_graph, run_esc_search
+from graphs.esc_search.nodes import EscDeps, EscNodes
+from graphs.esc_search.report import esc_pro_dialogues, load_trees, summarise
+from graphs.esc_search.seed import seed_tree
 from store import Store
 from store.models import LLMCall, PreferencePair, TreeNode
+from store.records import create_run, upsert_items
 from tests.conftest import needs_shared
 
 GOOD, BAD = "Emotional Validation", "Affirmation"
@@ -89,30 +91,26 @@ def seed_file(tmp_path: Path, dialogues=SEED) -> Path:
     return p
 
 
-def engine(url: str, store: Store | None, model: str, cache: bool = True) -> LLMEngine:
-    return LLMEngine(OpenAICompatBackend(url, timeout=10),
-                     EngineConfig(model=model, temperature=0.7, max_tokens=256, max_retries=0, cache=cache), Limiter(4),
-                     store)
+@pytest.fixture
+def engine(make_engine, fake_server):
+    """engine(store, model, cache=True): an engine of the search on the fake server, no retries."""
+    return lambda store, model, cache=True: make_engine(fake_server, store, model=model, temperature=0.7,
+                                                        max_tokens=256, max_retries=0, cache=cache, timeout=10,
+                                                        limiter=Limiter(4))
 
 
 @pytest.fixture
-def search_deps(fake_server, store):
-    made: list[LLMEngine] = []
-
+def search_deps(engine, store):
     def make(cache: bool = True, **settings) -> EscDeps:
-        sup = engine(fake_server.base_url, store, "supporter-model", cache)
-        jud = engine(fake_server.base_url, store, "judge-model", cache)
-        made.extend([sup, jud])
-        base = {"gold_turns": 1, "expand_k": 2, "early_stop_patience": None}
-        return EscDeps(store, sup, jud, EscSettings(**{**base, **settings}), dataset="esc-test")
+        sup, jud = engine(store, "supporter-model", cache), engine(store, "judge-model", cache)
+        base = {"gold_turns": 1, "expand_k": 2, "early_stop_patience": None, "item_concurrency": 1}
+        return EscDeps(store, sup, jud, EscSearchConfig(**{**base, **settings}), dataset="esc-test")
 
-    yield make
-    for e in made:
-        e.call_log.close()
+    return make
 
 
 async def run(deps: EscDeps, records):
-    return await run_esc_search(deps, records, {"test": True}, item_concurrency=1)
+    return await run_esc_search(deps, records, {"test": True})
 
 
 async def test_exact_pairs_and_calls_on_a_short_search(fake_server, store, search_deps, tmp_path):
@@ -147,7 +145,7 @@ async def test_exact_pairs_and_calls_on_a_short_search(fake_server, store, searc
         assert [calls[i].role for i in prov["llm_call_ids"]["rejected"]] == \
             ["esc_supporter", "esc_seeker", "esc_judge"]
         assert prov["llm_call_ids"]["chosen"][0] == prov["llm_call_ids"]["rejected"][0]  # one call, two siblings
-    (tree,) = load_trees(deps, item_ids_for(store, "esc-test", records))
+    (tree,) = load_trees(deps, records)
     gold = tree.get("root/Question")
     assert gold.fixed and gold.visits == 103 and gold.state["seeker"] == "I was laid off."
     assert tree.meta.llm_calls == 7 and tree.meta.iterations == 3
@@ -176,7 +174,7 @@ async def test_rollout_turns_are_reused_as_nodes(fake_server, store, search_deps
     before = len(fake_server.requests)
     await run(search_deps(iterations=2), records)
     assert [role_of(b) for b in fake_server.requests[before:]] == ["supporter"]
-    (tree,) = load_trees(deps, item_ids_for(store, "esc-test", records))
+    (tree,) = load_trees(deps, records)
     child = tree.get("root/Question/Emotional Validation/Emotional Validation")
     assert child.state["reused_from"] == "root/Question/Emotional Validation"
     assert child.evaluated and child.value == 1.0 and len(child.state["rollout"]) == 1
@@ -187,7 +185,7 @@ def snapshot_without_ids(tree):
     return [{k: v for k, v in n.items() if k != "llm_call_ids"} for n in tree.snapshot()]
 
 
-async def test_resume_matches_an_uninterrupted_search(fake_server, tmp_path):
+async def test_resume_matches_an_uninterrupted_search(fake_server, engine, tmp_path):
     """A search stopped by its budget and continued with a larger one gives the same tree and pairs as
     one uninterrupted search, and sends no request twice."""
     fake_server.responder = scripted(end_after=3)
@@ -198,14 +196,12 @@ async def test_resume_matches_an_uninterrupted_search(fake_server, tmp_path):
         st.ensure_schema()
         start = len(fake_server.requests)
         for iterations in budgets:
-            sup, jud = engine(fake_server.base_url, st, "supporter-model", False), \
-                engine(fake_server.base_url, st, "judge-model", False)
-            deps = EscDeps(st, sup, jud, EscSettings(gold_turns=1, expand_k=2, early_stop_patience=None,
-                                                     iterations=iterations), dataset="esc-test")
+            sup, jud = engine(st, "supporter-model", False), engine(st, "judge-model", False)
+            deps = EscDeps(st, sup, jud, EscSearchConfig(gold_turns=1, expand_k=2, early_stop_patience=None,
+                                                         iterations=iterations, item_concurrency=1),
+                           dataset="esc-test")
             await run(deps, records)
-            sup.call_log.close()
-            jud.call_log.close()
-        (tree,) = load_trees(deps, item_ids_for(st, "esc-test", records))
+        (tree,) = load_trees(deps, records)
         with st.session() as s:
             pairs = sorted((p.chosen, p.rejected, p.margin) for p in s.scalars(select(PreferencePair)))
         requests = [json.dumps(b, sort_keys=True) for b in fake_server.requests[start:]]
@@ -235,7 +231,7 @@ async def test_failed_call_fails_the_item_and_a_rerun_resumes(fake_server, store
     deps = search_deps(iterations=3)
     report = await run(deps, records)
     assert report.summary.failed == 1 and "search failed" in report.summary.outcomes
-    (tree,) = load_trees(deps, item_ids_for(store, "esc-test", records))
+    (tree,) = load_trees(deps, records)
     assert tree.meta.iterations == 2
     with store.session() as s:
         failed = s.scalars(select(LLMCall).where(LLMCall.ok.is_(False))).all()
@@ -243,12 +239,67 @@ async def test_failed_call_fails_the_item_and_a_rerun_resumes(fake_server, store
     broken["on"] = False
     report = await run(search_deps(iterations=3), records)
     assert report.summary.done == 1 and report.new_pairs == 1
-    (tree,) = load_trees(deps, item_ids_for(store, "esc-test", records))
+    (tree,) = load_trees(deps, records)
     assert tree.meta.iterations == 3
 
 
-async def test_judge_rejects_fractional_and_out_of_range_scores(fake_server, store):
-    judge = Judge(engine(fake_server.base_url, store, "judge-model"), load_strategy_set("extes"))
+def queued(store: Store, records) -> tuple[str, int]:
+    with store.session() as s:
+        run_id = create_run(s, "esc-search", {"test": True})
+        (item_id,) = upsert_items(s, "esc-test", records)
+    return run_id, item_id
+
+
+async def test_the_search_loop_is_the_graphs_loop(fake_server, store, search_deps, tmp_path):
+    """One graph step per MCTS iteration, between starting and finishing the search; the drawing
+    (``carealign graph esc-search``) shows the loop."""
+    from typer.testing import CliRunner
+
+    from carealign.cli import app
+
+    fake_server.responder = scripted(end_after=1)
+    records = read_esconv_json(seed_file(tmp_path))
+    deps = search_deps(iterations=3)
+    run_id, item_id = queued(store, records)
+    graph = build_graph(deps)
+    assert graph.config["recursion_limit"] >= 3 + 4
+    steps = [next(iter(u)) async for u in graph.astream({"run_id": run_id, "item_id": item_id},
+                                                        stream_mode="updates")]
+    assert steps == ["seed_tree", "start_search", "mcts_iteration", "mcts_iteration", "mcts_iteration",
+                     "finish_search", "extract_pairs"]
+    res = CliRunner().invoke(app, ["graph", "esc-search"])
+    assert res.exit_code == 0, res.output
+    assert "mcts_iteration -.-> mcts_iteration" in res.output and "mcts_iteration -.-> __end__" in res.output
+
+
+async def test_a_finished_or_failed_search_is_let_go(fake_server, store, search_deps, tmp_path):
+    """The live search of an item is dropped when its iteration fails and when it finishes."""
+    good = scripted(end_after=1)
+    broken = {"on": True}
+    fake_server.responder = lambda body: (
+        json.dumps({"turn 4": {"empathy": 7.5, "information": 1, "humanoid": 1, "strategy": 1}})
+        if broken["on"] and role_of(body) == "judge" else good(body))
+    records = read_esconv_json(seed_file(tmp_path))
+    run_id, item_id = queued(store, records)
+    # with the cache on: the retry reads the strategist's cached (aliased) reply back from the store
+    nodes = EscNodes(search_deps(iterations=2))
+    state = {"run_id": run_id, "item_id": item_id}
+    state |= nodes.seed_tree(state)
+    state |= await nodes.start_search(state)
+    assert state["stop_reason"] is None and list(nodes.live) == [(run_id, item_id)]
+    failed = await nodes.mcts_iteration(state)
+    assert failed["outcome"] == "search failed" and "iteration 1" in failed["failures"][0] and not nodes.live
+    broken["on"] = False
+    state |= await nodes.start_search(state)
+    while not state["stop_reason"]:
+        state |= await nodes.mcts_iteration(state)
+    state |= await nodes.finish_search(state)
+    assert state["search"]["iterations"] == 2 and state["search"]["stop_reason"] == "iterations"
+    assert not nodes.live
+
+
+async def test_judge_rejects_fractional_and_out_of_range_scores(fake_server, engine, store):
+    judge = Judge(engine(store, "judge-model"), load_strategy_set("extes"))
     turns = [{"speaker": "seeker", "text": "hi"}, {"speaker": "supporter", "text": "hello"}]
     for bad in ('"7.5"', "7.5", "5", "-1"):
         fake_server.responder = lambda body, bad=bad: (
@@ -262,19 +313,16 @@ async def test_judge_rejects_fractional_and_out_of_range_scores(fake_server, sto
     assert reply.value == [{"empathy": 3, "information": 1, "humanoid": 0, "strategy": 4}]
     with pytest.raises(ValueError, match="supporter"):
         await judge.score(turns, [0], CallContext(), seed=1)
-    judge.engine.call_log.close()
 
 
-def test_same_model_warning(fake_server, store):
-    one = engine(fake_server.base_url, store, "same-model")
+async def test_same_model_warning(engine, store):
+    one = engine(store, "same-model")
     with pytest.warns(UserWarning, match="same model"):
-        EscDeps(store, one, one, EscSettings())
-    other = engine(fake_server.base_url, store, "other-model")
+        EscDeps(store, one, one, EscSearchConfig())
+    other = engine(store, "other-model")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        EscDeps(store, one, other, EscSettings())
-    one.call_log.close()
-    other.call_log.close()
+        EscDeps(store, one, other, EscSearchConfig())
 
 
 def test_strategy_names_are_normalised_never_dropped(tmp_path):

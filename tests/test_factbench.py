@@ -13,14 +13,19 @@ from sqlalchemy import select
 
 from agents.error_injector import InjectionReply, Rejected, build_variant, changed_regions, load_error_types
 from agents.filter_panel import accept, criterion_passes
-from benchmarks.factcheck_data import load_dataset
+from benchmarks.datasets.factcheck import load_dataset
+from benchmarks.datasets.instructions import InputError
 from carealign.cli_factbench import FactbenchReviewer, build_command, mine_command, review_command
-from carealign.settings import FactbenchOptions, Settings
-from graphs.factbench import INJECT_BENCH, SPAN_CRITERION, read_sources
-from graphs.factbench_export import BenchItem, difficulty_of, export, near_duplicates
-from graphs.factbench_review import fewshot_examples, round_report
-from graphs.inputs import InputError
+from carealign.review_terminal import Prompter
+from carealign.settings import Settings
+from graphs.factbench.configuration import FactbenchConfig
+from graphs.factbench.export import BenchItem, export, near_duplicates
+from graphs.factbench.mining import difficulty_of
+from graphs.factbench.review import fewshot_examples, round_report
+from graphs.factbench.sources import read_sources
+from store.factbench import INJECT_BENCH, SPAN_CRITERION
 from store.models import BenchResult, Candidate, Item, Judgment, LLMCall
+from tests.helpers import write_jsonl
 
 SOURCES = [
     {"id": "A", "error_type": "numeric/dosage", "specialty": "general practice", "writing_style": "leaflet",
@@ -70,16 +75,14 @@ def responder(body: dict) -> str:
     raise AssertionError(f"unexpected prompt: {prompt[:200]}")
 
 
-def write_jsonl(tmp_path: Path, lines: list[dict], name: str = "sources.jsonl") -> Path:
-    p = tmp_path / name
-    p.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
-    return p
+def write_sources(tmp_path: Path, lines: list[dict], name: str = "sources.jsonl") -> Path:
+    return write_jsonl(tmp_path / name, lines)
 
 
 def settings_for(db_url: str, fake_server, model: str = "injector", **factbench) -> Settings:
     opts = {"filter_models": ["judge-a", "judge-b"], "fewshot_k": 2, **factbench}
     return Settings(db=db_url, base_url=fake_server.base_url, model=model, max_retries=0,
-                    factbench=FactbenchOptions(**opts))
+                    factbench=FactbenchConfig(**opts))
 
 
 def quiet() -> Console:
@@ -111,7 +114,7 @@ def test_votes_difficulty_and_near_duplicates():
     assert accept({"a": True, "b": False}) is False and accept({"a": True, "b": False}, min_criteria=1)
     assert [difficulty_of(f, 3) for f in range(4)] == [1, 3, 4, 5]
     assert [difficulty_of(f, 4) for f in range(5)] == [1, 2, 3, 4, 5]
-    from benchmarks.factcheck_data import FactCheckItem
+    from benchmarks.datasets.factcheck import FactCheckItem
 
     def bi(i, text, key):
         return BenchItem(FactCheckItem(id=i, text=text, label="correct"), key)
@@ -126,11 +129,11 @@ def test_votes_difficulty_and_near_duplicates():
 
 def test_bad_sources_fail_with_file_line_and_field_before_any_call(tmp_path, fake_server, sqlite_url):
     types = load_error_types()
-    empty = write_jsonl(tmp_path, [{**SOURCES[0], "label": "correct"}, {"id": "X", "text": "", "label": "correct"}],
+    empty = write_sources(tmp_path, [{**SOURCES[0], "label": "correct"}, {"id": "X", "text": "", "label": "correct"}],
                         "empty.jsonl")
     with pytest.raises(InputError, match=r"empty\.jsonl:2: field 'text'"):
         read_sources([empty], "id=id,text=text,label=label", types)
-    unknown = write_jsonl(tmp_path, [{**SOURCES[0], "label": "correct"},
+    unknown = write_sources(tmp_path, [{**SOURCES[0], "label": "correct"},
                                      {**SOURCES[1], "label": "correct", "error_type": "astrology"}], "unknown.jsonl")
     with pytest.raises(InputError, match=r"unknown\.jsonl:2: field 'error_type': unknown error type 'astrology'"):
         read_sources([unknown], None, types)
@@ -148,7 +151,7 @@ def test_bad_sources_fail_with_file_line_and_field_before_any_call(tmp_path, fak
 # -- end to end ------------------------------------------------------------------------------------------
 async def test_build_review_round_two_mine_and_export(store, db_url, fake_server, tmp_path):
     fake_server.responder = responder
-    src = write_jsonl(tmp_path, [{**s, "label": "correct"} for s in SOURCES])
+    src = write_sources(tmp_path, [{**s, "label": "correct"} for s in SOURCES])
     run1 = await build_command(quiet(), settings_for(db_url, fake_server), [src], None, None, "src")
     with store.session() as s:
         items = {i.external_id: i.id for i in s.scalars(select(Item).where(Item.dataset == "src"))}
@@ -188,7 +191,7 @@ async def test_build_review_round_two_mine_and_export(store, db_url, fake_server
             return "d" if (state["case"], state["criterion"]) == ("D", "detectable") else "a"
         return NOTE if (state["case"], state["criterion"]) == ("D", "detectable") else ""
 
-    counts = review_command(quiet(), store, FactbenchReviewer(quiet(), "dr-x", ask), 1, 3, 0)
+    counts = review_command(quiet(), store, FactbenchReviewer(Prompter(quiet(), ask_line=ask), "dr-x"), 1, 3, 0)
     assert counts == {"reviewed": 3, "skipped": 0, "disagreements": 1}
     (r1,) = round_report(store)
     assert (r1["decided"], r1["accepted"], r1["acceptance_rate"], r1["reviewed"]) == (3, 2, 2 / 3, 3)
@@ -245,7 +248,7 @@ def test_sources_carry_specialty_and_use_corrected_mederrbench_texts(tmp_path):
     records, counts = read_sources([csv], None, load_error_types())
     assert counts == {"correct rows": 354, "corrected error rows": 353, "error rows without a correction": 1}
     assert all(r["payload"]["label"] == "correct" and "error_type" not in r["payload"] for r in records)
-    src = write_jsonl(tmp_path, [{**SOURCES[0], "label": "correct"}])
+    src = write_sources(tmp_path, [{**SOURCES[0], "label": "correct"}])
     (rec,), _ = read_sources([src], None, load_error_types())
     assert (rec["payload"]["specialty"], rec["payload"]["writing_style"]) == ("general practice", "leaflet")
 
@@ -262,7 +265,7 @@ def test_build_on_the_embedded_model_stores_only_verified_spans_or_recorded_reje
     from carealign.cli import app
     from store import Store
 
-    src = write_jsonl(tmp_path, [{"id": "t1", "label": "correct", "text": "Metformin is a first-line drug for "
+    src = write_sources(tmp_path, [{"id": "t1", "label": "correct", "text": "Metformin is a first-line drug for "
                                   "type 2 diabetes. The usual starting dose is 500 mg once a day."}])
     cfg = tmp_path / "tiny.toml"
     cfg.write_text("max_tokens = 400\nconcurrency = 2\n[factbench]\nerror_types = [\"numeric/dosage\"]\n")
@@ -300,7 +303,7 @@ async def test_a_failed_judge_call_leaves_the_variant_undecided_until_a_rerun(st
         return responder(body)
 
     fake_server.responder = flaky
-    src = write_jsonl(tmp_path, [{**SOURCES[0], "label": "correct"}])
+    src = write_sources(tmp_path, [{**SOURCES[0], "label": "correct"}])
     await build_command(quiet(), settings_for(db_url, fake_server), [src], None, None, "src")
     with store.session() as s:
         assert s.scalars(select(Judgment).where(Judgment.criterion == "panel@r1")).all() == []
@@ -322,7 +325,7 @@ def test_cli_build_review_report_export(tmp_path, fake_server):
     from carealign.cli import app
 
     fake_server.responder = responder
-    src = write_jsonl(tmp_path, [{**s, "label": "correct"} for s in SOURCES])
+    src = write_sources(tmp_path, [{**s, "label": "correct"} for s in SOURCES])
     cfg = tmp_path / "fb.toml"
     cfg.write_text('[factbench]\nfilter_models = ["judge-a", "judge-b"]\nreview_size = 1\n')
     base = ["--config", str(cfg), "--db", str(tmp_path / "fb.db"), "--base-url", fake_server.base_url,
@@ -335,6 +338,10 @@ def test_cli_build_review_report_export(tmp_path, fake_server):
     res = runner.invoke(app, [*base, "factbench", "review", "--reviewer", "dr-y", "--seed", "3"], input="a\n\n" * 5)
     assert res.exit_code == 0, res.output
     assert "review: reviewed: 1, skipped: 0, disagreements: 0" in res.output
+    assert "[a]gree, [d]isagree, [s]kip variant, [q]uit" in res.output  # printed literally, not eaten as markup
+    res = runner.invoke(app, [*base, "factbench", "review", "--reviewer", "dr-z"], input="a\n")  # then Ctrl-D
+    assert res.exit_code == 0, res.output
+    assert "review: reviewed: 0, skipped: 0, disagreements: 0" in res.output
     res = runner.invoke(app, [*base, "factbench", "report"])
     assert res.exit_code == 0 and "agree real_error" in res.output, res.output
     out = tmp_path / "set.jsonl"

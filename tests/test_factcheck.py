@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from agents.backends import OpenAICompatBackend
-from agents.engine import EngineConfig, LLMEngine
-from agents.limits import Limiter
-from benchmarks.factcheck_data import load_dataset
+from benchmarks.datasets.factcheck import load_dataset
 from benchmarks.factcheck_report import method_result
-from carealign.cli_factcheck import records_of
-from graphs.factcheck import FactCheckDeps, FactCheckSettings, majority, run_factcheck
-from graphs.factcheck_methods import compute_matched, parse_method, parse_methods
+from graphs.factcheck.configuration import FactcheckConfig
+from graphs.factcheck.graph import records_of, run_factcheck
+from graphs.factcheck.methods import compute_matched, parse_method, parse_methods
+from graphs.factcheck.nodes import FactcheckDeps, majority
 from store.models import CheckAnswer, LLMCall
+from tests.helpers import write_jsonl
 
 # four texts: A and B hold an error (sentence 1 and 0), C and D are correct
 TEXTS = [
@@ -67,25 +66,14 @@ def checker(body: dict) -> str:
 
 
 @pytest.fixture
-async def engine(fake_server, store):
-    made = []
-
-    def make(model: str = "checker-model") -> LLMEngine:
-        e = LLMEngine(OpenAICompatBackend(fake_server.base_url, timeout=5),
-                      EngineConfig(model=model, temperature=0.0, max_tokens=256, max_retries=1, backoff_base=0.01,
-                                   backoff_max=0.02), Limiter(8), store)
-        made.append(e)
-        return e
-
-    yield make
-    for e in made:
-        await e.aclose()
+def engine(make_engine, fake_server, store):
+    """engine(model="checker-model"): a checker on the fake server, recording to the test's store."""
+    return lambda model="checker-model": make_engine(fake_server, store, model=model, temperature=0.0,
+                                                     max_tokens=256, timeout=5, max_retries=1, backoff_max=0.02)
 
 
 def dataset(tmp_path: Path) -> list[dict]:
-    p = tmp_path / "facts.jsonl"
-    p.write_text("\n".join(json.dumps(t) for t in TEXTS) + "\n")
-    return records_of(load_dataset(p))
+    return records_of(load_dataset(write_jsonl(tmp_path / "facts.jsonl", TEXTS)))
 
 
 def test_method_specs_and_compute_matching():
@@ -113,7 +101,7 @@ def test_majority_vote_location_and_ties():
 
 async def test_single_checker_metrics_are_exact(store, fake_server, engine, tmp_path):
     fake_server.responder = checker
-    deps = FactCheckDeps(store, engine(), parse_method("zero-shot"), FactCheckSettings(), "facts")
+    deps = FactcheckDeps(store, engine(), parse_method("zero-shot"), FactcheckConfig(), dataset="facts")
     report = await run_factcheck(deps, dataset(tmp_path), {"method": "zero-shot"})
     assert report.summary.done == 4 and len(fake_server.requests) == 4
     assert "reasoning" not in json.dumps(fake_server.requests[0]["response_format"])  # zero-shot: verdict only
@@ -131,7 +119,7 @@ async def test_single_checker_metrics_are_exact(store, fake_server, engine, tmp_
 
 async def test_debate_stores_every_round_and_reports_over_criticism_by_round(store, fake_server, engine, tmp_path):
     fake_server.responder = checker
-    deps = FactCheckDeps(store, engine(), parse_method("debate@3x2"), FactCheckSettings(), "facts")
+    deps = FactcheckDeps(store, engine(), parse_method("debate@3x2"), FactcheckConfig(), dataset="facts")
     await run_factcheck(deps, dataset(tmp_path), {"method": "debate@3x2"})
     assert len(fake_server.requests) == 4 * 3 * 2
     debate_prompts = [b for b in fake_server.requests if "The other checkers answered" in b["messages"][-1]["content"]]
@@ -163,7 +151,7 @@ async def test_triage_sends_easy_texts_to_one_agent_and_hard_ones_to_the_team(st
         return checker(body)
 
     fake_server.responder = responder
-    deps = FactCheckDeps(store, engine(), parse_method("roles@2+triage"), FactCheckSettings(), "facts")
+    deps = FactcheckDeps(store, engine(), parse_method("roles@2+triage"), FactcheckConfig(), dataset="facts")
     await run_factcheck(deps, dataset(tmp_path), {})
     # easy (A, C): triage + one agent; hard (B, D): triage + 2 specialists + moderator
     assert len(fake_server.requests) == 2 * 2 + 2 * 4
@@ -177,7 +165,7 @@ async def test_triage_sends_easy_texts_to_one_agent_and_hard_ones_to_the_team(st
 
 async def test_budget_forcing_rejects_short_reasoning_and_records_the_failure(store, fake_server, engine, tmp_path):
     fake_server.responder = lambda body: reply("correct", None, "Too short.")
-    deps = FactCheckDeps(store, engine(), parse_method("budget@200"), FactCheckSettings(), "facts")
+    deps = FactcheckDeps(store, engine(), parse_method("budget@200"), FactcheckConfig(), dataset="facts")
     report = await run_factcheck(deps, dataset(tmp_path)[:1], {})
     assert report.summary.failed == 1 and len(fake_server.requests) == 2  # the reply, then one repair
     assert "at least 200 characters" in fake_server.requests[1]["messages"][-1]["content"] or \
@@ -197,9 +185,10 @@ async def test_llm_location_judge_can_accept_a_neighbouring_location(store, fake
         return reply("correct", None)
 
     fake_server.responder = responder
-    settings = FactCheckSettings(localisation="llm")
-    by_sentence = FactCheckDeps(store, engine(), parse_method("cot"), FactCheckSettings(), "facts")
-    by_judge = FactCheckDeps(store, engine(), parse_method("cot"), settings, "facts", location_judge=engine("judge"))
+    settings = FactcheckConfig(localisation="llm")
+    by_sentence = FactcheckDeps(store, engine(), parse_method("cot"), FactcheckConfig(), dataset="facts")
+    by_judge = FactcheckDeps(store, engine(), parse_method("cot"), settings, dataset="facts",
+                             location_judge=engine("judge"))
     await run_factcheck(by_sentence, dataset(tmp_path), {})
     await run_factcheck(by_judge, dataset(tmp_path), {})
     assert method_result(store, by_sentence.job_key, n_resamples=20).metrics.localisation.tp == 0
@@ -215,7 +204,7 @@ def test_cli_runs_methods_and_writes_the_comparison(tmp_path, fake_server):
 
     fake_server.responder = checker
     data = tmp_path / "facts.jsonl"
-    data.write_text("\n".join(json.dumps(t) for t in TEXTS) + "\n")
+    write_jsonl(data, TEXTS)
     db, out = str(tmp_path / "f.db"), tmp_path / "report"
     runner = CliRunner(env={"COLUMNS": "250"})
     res = runner.invoke(app, ["--db", db, "--base-url", fake_server.base_url, "factcheck", "run", str(data),
@@ -278,7 +267,7 @@ async def test_texts_without_an_answer_are_counted_not_silently_dropped(store, f
 
     fake_server.responder = lambda body: "no json here" if "Case B" in body["messages"][-1]["content"] \
         else checker(body)
-    deps = FactCheckDeps(store, engine(), parse_method("zero-shot"), FactCheckSettings(), "facts")
+    deps = FactcheckDeps(store, engine(), parse_method("zero-shot"), FactcheckConfig(), dataset="facts")
     report = await run_factcheck(deps, dataset(tmp_path), {"method": "zero-shot"})
     assert report.summary.failed == 1
     r = method_result(store, deps.job_key, n_resamples=20)

@@ -3,7 +3,6 @@ sentence splitter held to MedErrBench's own segmentation, and every bad input na
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from collections import Counter
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.factcheck_data import (
+from benchmarks.datasets.factcheck import (
     FactCheckItem,
     load_dataset,
     parse_mapping,
@@ -19,16 +18,17 @@ from benchmarks.factcheck_data import (
     read_mederrbench_csv,
     read_medfact_jsonl,
 )
-from benchmarks.sentences import detect_lang, parse_numbered, sentence_spans, split_sentences
-from graphs.inputs import InputError
+from benchmarks.datasets.instructions import InputError
+from benchmarks.datasets.sentences import detect_lang, parse_numbered, sentence_spans, split_sentences
 from tests.conftest import SHARED
+from tests.helpers import write_jsonl
 
 MEDERRBENCH = SHARED / "data" / "mederrbench"
 needs_mederrbench = pytest.mark.skipif(
     not MEDERRBENCH.is_dir(), reason=f"MedErrBench data not present at {MEDERRBENCH} (../shared beside the checkout)")
 
 # rows, error rows, language, rows where split_sentences(Text) equals MedErrBench's own Sentences:
-# the failures are MedErrBench's, see benchmarks/sentences.py and the notes in the test below
+# the failures are MedErrBench's, see benchmarks/datasets/sentences.py and the notes in the test below
 FILES = [
     ("CN_train.csv", 700, 350, "zh", 697),
     ("CN_validation.csv", 100, 50, "zh", 98),
@@ -114,13 +114,12 @@ def test_numbered_sentences_inline_and_by_line():
         parse_numbered("1 First.", "First.")
 
 
-def write_jsonl(path: Path, *records: dict) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return path
+def write_records(path: Path, *records: dict) -> Path:
+    return write_jsonl(path, records)
 
 
 def test_medfact_jsonl(tmp_path):
-    path = write_jsonl(
+    path = write_records(
         tmp_path / "medfact.jsonl",
         {"id": 1, "text": "患者女，30岁。诊断为甲亢。", "label": "correct", "specialty": "内分泌科"},
         {"id": "b", "text": "A fever. Give aspirin to the child.", "label": "error", "error_span": "Give aspirin",
@@ -146,7 +145,7 @@ def test_mapped_csv_and_jsonl(tmp_path):
     assert (wrong.id, wrong.label, wrong.error_sentence_id, wrong.correction) == ("other-2", "error", 1, "Second.")
     assert (fine.id, fine.label, fine.sentences, fine.source, fine.error_type) == (
         "other-3", "correct", ["All fine.", "Really."], "other.csv:3", None)
-    jsonl = write_jsonl(tmp_path / "other.jsonl", {"doc": 7, "body": "Fine text.", "bad": False},
+    jsonl = write_records(tmp_path / "other.jsonl", {"doc": 7, "body": "Fine text.", "bad": False},
                         {"doc": 8, "body": "Wrong text.", "bad": True, "where": "0 Wrong text."})
     mapping = {"id": "doc", "text": "body", "label": "bad", "label_values": {"true": "error", "false": "correct"},
                "sentences": "where", "error_span": "body"}
@@ -156,7 +155,7 @@ def test_mapped_csv_and_jsonl(tmp_path):
     mapping["error_sentence_id"] = "sid"
     with pytest.raises(InputError, match=re.escape(f"{jsonl}:2: field 'sid': an error item needs")):
         read_mapped(jsonl, mapping)
-    write_jsonl(jsonl, {"doc": 7, "body": "Fine text.", "bad": False},
+    write_records(jsonl, {"doc": 7, "body": "Fine text.", "bad": False},
                 {"doc": 8, "body": "Wrong text.", "bad": True, "where": "0 Wrong text.", "sid": 0})
     assert [(i.id, i.label, i.error_sentence_id) for i in read_mapped(jsonl, mapping)] == [
         ("7", "correct", None), ("8", "error", 0)]
@@ -172,7 +171,7 @@ def test_bad_medfact_records_name_file_line_and_field(tmp_path):
     good = {"id": "g", "text": "First. Second.", "label": "correct"}
 
     def check(record: dict, message: str) -> None:
-        path = write_jsonl(tmp_path / "bad.jsonl", good, record)
+        path = write_records(tmp_path / "bad.jsonl", good, record)
         fails(lambda: read_medfact_jsonl(path), f"{path}:2: {message}")
 
     check({"id": "x", "text": "A.", "label": "wrong"}, "field 'label': Input should be 'correct' or 'error'")

@@ -15,14 +15,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from agents.backends import OpenAICompatBackend
-from agents.engine import EngineConfig, LLMEngine
+from agents.engine import LLMEngine
 from agents.limits import Limiter
 from agents.roles import load_rubric
-from graphs.generate import GenerateDeps, GenerateSettings, build_generate_graph, run_generate
-from graphs.inputs import read_instructions
+from benchmarks.datasets.instructions import read_instructions
+from graphs.generate.configuration import GenerateConfig
+from graphs.generate.graph import build_graph, run_generate
+from graphs.generate.nodes import GenerateDeps
 from store.models import Candidate, Item, Judgment, LLMCall, PreferencePair, Run, WorkItem
 from tests.fake_server import FakeOpenAIServer, Reply
+from tests.helpers import write_jsonl
 
 CRITERIA = ["accuracy", "safety", "helpfulness", "clarity"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,32 +50,29 @@ def scripted(scores_by_seed: dict[int, int], answer=lambda body: None):
 
 
 def write_inputs(tmp_path: Path, lines: list[dict]) -> Path:
-    p = tmp_path / "in.jsonl"
-    p.write_text("\n".join(json.dumps(x) for x in lines) + "\n", encoding="utf-8")
-    return p
+    return write_jsonl(tmp_path / "in.jsonl", lines)
 
 
-_OPEN_ENGINES: list[LLMEngine] = []
+_MAKE_ENGINE: list = []
 
 
 @pytest.fixture(autouse=True)
-async def _close_engines():
+def _engines(make_engine):
+    """make_deps() is called from tests that take no fixture for it: hand it the engine factory."""
+    _MAKE_ENGINE.append(make_engine)
     yield
-    while _OPEN_ENGINES:
-        await _OPEN_ENGINES.pop().aclose()
+    _MAKE_ENGINE.pop()
 
 
 def make_deps(store, server: FakeOpenAIServer, n: int = 3, min_margin: float = 1.0) -> GenerateDeps:
     limiter = Limiter(8)
 
     def engine(temperature: float) -> LLMEngine:
-        backend = OpenAICompatBackend(server.base_url, timeout=5, response_format_style="json_schema")
-        engine = LLMEngine(backend, EngineConfig(model="fake-model", temperature=temperature, max_tokens=64,
-                                                 max_retries=1, backoff_base=0.01, backoff_max=0.02), limiter, store)
-        _OPEN_ENGINES.append(engine)
-        return engine
+        return _MAKE_ENGINE[-1](server, store, temperature=temperature, max_tokens=64, timeout=5, max_retries=1,
+                                backoff_max=0.02, limiter=limiter)
 
-    return GenerateDeps(store, engine(0.7), engine(0.0), load_rubric(), GenerateSettings(n, min_margin, seed=0))
+    config = GenerateConfig(n_candidates=n, min_margin=min_margin)
+    return GenerateDeps(store, engine(0.7), engine(0.0), load_rubric(), config, seed=0)
 
 
 async def run(deps: GenerateDeps, path: Path, **kw):
@@ -183,7 +182,7 @@ async def test_rerun_of_finished_job_makes_no_calls_and_no_rows(store, fake_serv
 
 
 def test_graph_shows_the_whole_flow(sqlite_store, fake_server):
-    graph = build_generate_graph(make_deps(sqlite_store, fake_server))
+    graph = build_graph(make_deps(sqlite_store, fake_server))
     nodes = set(graph.get_graph().nodes)
     assert {"generate_candidate", "dedupe_candidates", "judge_candidate", "select_pair"} <= nodes
 
@@ -257,7 +256,7 @@ async def test_per_criterion_expected_scores_break_ties_and_are_recorded(store, 
 
     fake_server.responder = responder
     deps = make_deps(store, fake_server, min_margin=0.5)
-    deps.settings.judge_mode, deps.settings.judge_scoring = "per_criterion", "expected"
+    deps.config.judge_mode, deps.config.judge_scoring = "per_criterion", "expected"
     report = await run(deps, write_inputs(tmp_path, QUESTIONS[:1]))
     assert report.new_pairs == 1
     assert sum(is_judge(b) for b in fake_server.requests) == 3 * len(CRITERIA)

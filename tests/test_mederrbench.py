@@ -6,9 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 from agents.rubric import CriterionKind
+from benchmarks.datasets.instructions import RubricInstruction, read_rubric_instructions
+from benchmarks.datasets.mederrbench import mederrbench_instructions
 from carealign.cli import app
-from graphs.inputs import RubricInstruction, read_rubric_instructions
-from graphs.mederrbench import mederrbench_instructions
 from tests.conftest import needs_shared
 
 

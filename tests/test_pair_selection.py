@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agents.pair_selection import Graded, SelectionConfig, select_pair, similarity
+from agents.pair_selection import SHINGLE, Graded, SelectionConfig, select_pair
 from agents.rubric import RubricScore
+from agents.text_similarity import similarity
 
 
 def g(cid: int, text: str, s1: float, s2: int = 0, s3: int = 0) -> Graded:
@@ -42,7 +43,7 @@ def test_on_equal_s1_bonus_criteria_decide_and_full_ties_are_dropped():
 
 def test_exact_and_near_duplicates_leave_the_pool_first():
     near = ANSWERS[1].replace("see a doctor", "see your doctor")
-    assert similarity(ANSWERS[1], near) > 0.7
+    assert similarity(ANSWERS[1], near, SHINGLE) > 0.7
     sel = select_pair([g(1, ANSWERS[1], 0.9), g(4, "  TAKE 500 mg " + ANSWERS[1][12:], 0.1),
                        g(5, near, 0.0), g(3, ANSWERS[3], 0.5)], SelectionConfig(near_duplicate_threshold=0.7))
     assert sel.dropped == {4: "exact duplicate of candidate 1", 5: "near duplicate of candidate 1"}
@@ -58,3 +59,12 @@ def test_length_ratio_is_reported_and_can_be_capped():
     assert sel.kept and sel.length_ratio == pytest.approx(len(long_) / len("See a doctor."))
     capped = select_pair(cands, SelectionConfig(max_length_ratio=3.0))
     assert not capped.kept and "length ratio" in capped.reason
+
+
+def test_one_similarity_measure_for_english_and_chinese():
+    assert similarity("Take two tablets daily.", "take TWO tablets, daily") == 1.0
+    assert similarity("Take two tablets daily.", "Take two tablets daily.", 3) == 1.0
+    assert similarity("two tablets daily", "daily tablets two", 3) == 0.0  # order matters for shingles
+    # Chinese has no spaces: compared by character bigrams, not as one 'word'
+    assert similarity("每日服用两片", "每日服用三片") == pytest.approx(3 / 7)
+    assert similarity("", "anything") == 0.0

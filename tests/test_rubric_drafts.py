@@ -9,23 +9,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from agents.backends import OpenAICompatBackend
-from agents.engine import EngineConfig, LLMEngine
 from agents.limits import Limiter
 from agents.rubric import Rubric
-from graphs.inputs import InputError, read_rubric_instructions
-from graphs.rubric_drafts import (
-    ReviewDecision,
-    RubricDraftDeps,
-    RubricDraftSettings,
-    apply_decision,
-    import_rubrics,
-    run_rubric_drafts,
-    seed_pool,
-)
+from benchmarks.datasets.instructions import InputError, read_rubric_instructions
+from graphs.rubric_drafts.configuration import RubricDraftsConfig
+from graphs.rubric_drafts.graph import run_rubric_drafts
+from graphs.rubric_drafts.nodes import RubricDraftDeps
+from graphs.rubric_drafts.pool import import_rubrics, seed_pool
+from graphs.rubric_drafts.review import ReviewDecision, apply_decision
 from store import StoreError
 from store import rubrics as rubric_store
 from store.models import LLMCall, RubricRecord, RubricReview
+from tests.helpers import write_jsonl
 
 QUESTIONS = ["How much ibuprofen can an adult take for a fever and back pain?",
              "Can I give ibuprofen to my 6-month-old baby for a fever?",
@@ -55,22 +50,18 @@ def rubric_writer(body: dict) -> str:
 
 
 @pytest.fixture
-async def writer(fake_server, store):
-    e = LLMEngine(OpenAICompatBackend(fake_server.base_url, timeout=5),
-                  EngineConfig(model="writer-model", temperature=0.2, max_tokens=256, max_retries=1,
-                               backoff_base=0.01, backoff_max=0.02), Limiter(4), store)
-    yield e
-    await e.aclose()
+def writer(make_engine, fake_server, store):
+    return make_engine(fake_server, store, model="writer-model", temperature=0.2, max_tokens=256, timeout=5,
+                       max_retries=1, backoff_max=0.02, limiter=Limiter(4))
 
 
 def write(tmp_path: Path, lines: list[dict], name: str = "q.jsonl") -> Path:
-    p = tmp_path / name
-    p.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n", encoding="utf-8")
-    return p
+    return write_jsonl(tmp_path / name, lines)
 
 
-def deps_for(store, writer, *, inline=False, reviewer=None, k=2) -> RubricDraftDeps:
-    return RubricDraftDeps(store, writer, RubricDraftSettings(fewshot_k=k, review_inline=inline), "test", reviewer)
+def deps_for(store, writer, *, inline=False, reviewer=None, k=2, item_concurrency=8) -> RubricDraftDeps:
+    config = RubricDraftsConfig(fewshot_k=k, review="inline" if inline else "later", item_concurrency=item_concurrency)
+    return RubricDraftDeps(store, writer, config, dataset="test", reviewer=reviewer)
 
 
 async def test_drafts_are_valid_pending_traceable_and_use_the_closest_pool_examples(store, fake_server, writer,
@@ -124,8 +115,8 @@ async def test_inline_review_pauses_the_graph_and_decisions_feed_the_pool(store,
 
     src = write(tmp_path, [{"prompt": q} for q in QUESTIONS])
     records = read_rubric_instructions(src, require_rubric=False)
-    report = await run_rubric_drafts(deps_for(store, writer, inline=True, reviewer=reviewer, k=3), records, {},
-                                     item_concurrency=1)
+    report = await run_rubric_drafts(deps_for(store, writer, inline=True, reviewer=reviewer, k=3, item_concurrency=1),
+                                     records, {})
     assert len(asked) == 3 and all(set(a) == {"rubric_id", "item_id"} for a in asked)
     assert report.summary.outcomes == {"approved": 1, "edited": 1, "rejected": 1}
     with store.session() as s:
@@ -227,7 +218,7 @@ async def test_rubric_prefs_takes_the_approved_rubric_and_refuses_an_instruction
     seed_line = json.loads(Path("agents/rubrics/fewshot_seed.jsonl").read_text().splitlines()[0])
     import_rubrics(store, read_rubric_instructions(write(tmp_path, [seed_line], "pool.jsonl")))
     src = write(tmp_path, [{"prompt": seed_line["prompt"]}, {"prompt": "An unreviewed question?"}])
-    from carealign.workflows import approved_rubric_lookup
+    from store.rubrics import approved_rubric_lookup
 
     with pytest.raises(InputError, match=r"q.jsonl:2: field 'rubric': missing, and the store has no approved"):
         read_rubric_instructions(src, lookup=approved_rubric_lookup(store))
@@ -237,8 +228,8 @@ async def test_rubric_prefs_takes_the_approved_rubric_and_refuses_an_instruction
 
 
 def test_no_store_is_created_when_looking_up_rubrics(tmp_path):
-    from carealign.workflows import approved_rubric_lookup
     from store import Store
+    from store.rubrics import approved_rubric_lookup
 
     assert approved_rubric_lookup(Store(f"sqlite:///{tmp_path / 'none.db'}")) is None
     assert not (tmp_path / "none.db").exists()
@@ -266,7 +257,7 @@ def test_cli_review_pages_through_pending_drafts(tmp_path, fake_server):
     editor.write_text(EDITOR)
     runner = CliRunner(env={"COLUMNS": "200", "EDITOR": f"{sys.executable} {editor}"})
     res = runner.invoke(app, ["--db", db, "--base-url", fake_server.base_url, "rubrics", "draft", str(src),
-                              "--writer-model", "writer-model"])
+                              "--judge-model", "writer-model"])
     assert res.exit_code == 0, res.output
     assert "pending: 3" in res.stdout and len(fake_server.requests) == 3
     # answers: rubric 4 approve (no reason), rubric 5 edit + reason, rubric 6 reject without reason (refused),

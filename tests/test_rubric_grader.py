@@ -6,9 +6,7 @@ import json
 
 import pytest
 
-from agents.backends import OpenAICompatBackend
-from agents.engine import CallContext, EngineConfig, LLMEngine
-from agents.limits import Limiter
+from agents.engine import CallContext
 from agents.rubric import CriterionKind, Rubric, RubricCriterion, RubricScore
 from agents.rubric_grader import RubricGrader
 from tests.fake_server import Reply
@@ -26,11 +24,8 @@ MET = {"dose": True, "doctor": True, "kind": False, "double": False}
 
 
 @pytest.fixture
-async def engine(fake_server, sqlite_store):
-    e = LLMEngine(OpenAICompatBackend(fake_server.base_url, timeout=5), EngineConfig(model="fake-model",
-                  max_retries=1, backoff_base=0.01, backoff_max=0.02), Limiter(8), sqlite_store)
-    yield e
-    await e.aclose()
+def engine(make_engine, fake_server, sqlite_store):
+    return make_engine(fake_server, sqlite_store, timeout=5, max_retries=1, backoff_max=0.02)
 
 
 def criterion_of(body: dict) -> str:

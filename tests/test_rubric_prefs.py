@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from agents.backends import OpenAICompatBackend
-from agents.engine import EngineConfig, LLMEngine
-from agents.limits import Limiter
-from agents.pair_selection import SelectionConfig
-from graphs.inputs import read_rubric_instructions
-from graphs.rubric_prefs import RubricPrefsDeps, RubricPrefsSettings, run_rubric_prefs
+from benchmarks.datasets.instructions import read_rubric_instructions
+from graphs.rubric_prefs.configuration import RubricPrefsConfig
+from graphs.rubric_prefs.graph import run_rubric_prefs
+from graphs.rubric_prefs.nodes import RubricPrefsDeps
 from store.models import CandidateScore, Judgment, LLMCall, PreferencePair, Run
+from tests.helpers import write_jsonl
 
 HB_RUBRIC = [
     {"criterion": "States that adults may take at most 4 g of paracetamol a day.", "points": 6,
@@ -45,26 +44,14 @@ def responder(body: dict) -> str:
 
 
 @pytest.fixture
-async def engine(fake_server, store):
-    """engine(temperature) on the fake server, recording to the test's store; closed afterwards."""
-    made: list[LLMEngine] = []
-
-    def make(temperature: float) -> LLMEngine:
-        e = LLMEngine(OpenAICompatBackend(fake_server.base_url, timeout=5),
-                      EngineConfig(model="fake-model", temperature=temperature, max_tokens=64, max_retries=1,
-                                   backoff_base=0.01, backoff_max=0.02), Limiter(8), store)
-        made.append(e)
-        return e
-
-    yield make
-    for e in made:
-        await e.aclose()
+def engine(make_engine, fake_server, store):
+    """engine(temperature) on the fake server, recording to the test's store."""
+    return lambda temperature: make_engine(fake_server, store, temperature=temperature, max_tokens=64, timeout=5,
+                                           max_retries=1, backoff_max=0.02)
 
 
 def write(tmp_path: Path, lines: list[dict]) -> Path:
-    p = tmp_path / "rubric.jsonl"
-    p.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    return p
+    return write_jsonl(tmp_path / "rubric.jsonl", lines)
 
 
 async def test_a_veto_overrides_a_higher_s1(store, fake_server, engine, tmp_path):
@@ -73,7 +60,7 @@ async def test_a_veto_overrides_a_higher_s1(store, fake_server, engine, tmp_path
                             "lang": "en"}])
 
     deps = RubricPrefsDeps(store, [engine(0.8)], engine(0.0),
-                           RubricPrefsSettings(n_candidates=3, selection=SelectionConfig(min_s1_margin=0.05)),
+                           RubricPrefsConfig(n_candidates=3, min_s1_margin=0.05),
                            dataset="test")
     report = await run_rubric_prefs(deps, read_rubric_instructions(src), {"test": True})
     assert report.new_pairs == 1 and report.summary.failed == 0
@@ -105,14 +92,14 @@ async def test_all_safe_candidates_are_ordered_by_s1_and_small_margins_are_dropp
                 "Answer with seed=")[1].split(":")[0])][criterion_key(body["messages"][-1]["content"])]}))
     src = write(tmp_path, [{"prompt": "Paracetamol dose?", "rubric": HB_RUBRIC}])
 
-    deps = RubricPrefsDeps(store, [engine(0.8)], engine(0.0), RubricPrefsSettings(n_candidates=3), dataset="t")
+    deps = RubricPrefsDeps(store, [engine(0.8)], engine(0.0), RubricPrefsConfig(n_candidates=3), dataset="t")
     await run_rubric_prefs(deps, read_rubric_instructions(src), {})
     with store.session() as s:
         pair = s.scalars(select(PreferencePair)).one()
         assert pair.chosen.startswith("Answer with seed=0") and pair.rejected.startswith("Answer with seed=2")
         assert pair.margins["s1"] == pytest.approx(1.0) and pair.margin == pytest.approx(1.0)
     deps2 = RubricPrefsDeps(store, [engine(0.8)], engine(0.0),
-                            RubricPrefsSettings(n_candidates=3, selection=SelectionConfig(min_s1_margin=1.0)),
+                            RubricPrefsConfig(n_candidates=3, min_s1_margin=1.0),
                             dataset="t")
     report = await run_rubric_prefs(deps2, read_rubric_instructions(src), {})
     assert report.summary.outcomes == {"no pair": 1}  # a new job (other selection), all calls cached
@@ -130,7 +117,7 @@ def test_cli_with_two_generators_a_separate_grader_and_a_report(tmp_path, fake_s
     db = str(tmp_path / "rp.db")
     res = CliRunner(env={"COLUMNS": "200"}).invoke(app, [
         "--db", db, "--base-url", fake_server.base_url, "rubric-prefs", str(src), "--n", "2",
-        "--generator-model", "other-policy", "--grader-model", "grader-model"])
+        "--generator-model", "other-policy", "--judge-model", "grader-model"])
     assert res.exit_code == 0, res.output
     for line in ("pairs kept", "pairs dropped", "veto rate", "mean S1", "candidates graded (this job)"):
         assert line in res.stdout
@@ -248,7 +235,7 @@ def test_a_second_grader_is_compared_but_never_decides(tmp_path, fake_server):
     db = str(tmp_path / "agree.db")
     res = CliRunner(env={"COLUMNS": "200"}).invoke(app, [
         "--db", db, "--base-url", fake_server.base_url, "rubric-prefs", str(src), "--n", "2",
-        "--grader-model", "grader-a", "--second-grader-model", "grader-b"])
+        "--judge-model", "grader-a", "--second-grader-model", "grader-b"])
     assert res.exit_code == 0, res.output
     # 2 items x 2 answers x 3 criteria = 12 verdict pairs; grader-b disagrees on every 'doctor' one (4)
     assert "66.7% of 12 verdicts" in res.stdout
@@ -267,7 +254,7 @@ def test_a_second_grader_is_compared_but_never_decides(tmp_path, fake_server):
     ({"criteria": [{"id": "a", "text": "t", "kind": "proficiency", "weight": 0.5}]}, "weights must sum to 1"),
 ])
 def test_bad_rubrics_name_the_line_and_field(tmp_path, rubric, expected):
-    from graphs.inputs import InputError
+    from benchmarks.datasets.instructions import InputError
 
     src = write(tmp_path, [{"prompt": "x", "rubric": rubric}])
     with pytest.raises(InputError) as info:

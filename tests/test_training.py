@@ -8,9 +8,11 @@ the pairs used.
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import math
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -25,12 +27,17 @@ from store import Store  # noqa: E402
 from store.models import Run  # noqa: E402
 from tests.tiny_models import build_tiny_causal_lm  # noqa: E402
 from tests.training_data import QA, RUBRIC, TrainingStore, populate  # noqa: E402
-from training.config import CSOConfig, DataConfig, GRPOSettings, RMConfig, SFTSettings, load_configs  # noqa: E402
+from training.config import load_configs, train_table  # noqa: E402
+from training.cso_config import CSOConfig  # noqa: E402
 from training.data import load_split, select_pairs, split_groups, split_pairs  # noqa: E402
-from training.grpo import RubricReward  # noqa: E402
+from training.data_config import DataConfig  # noqa: E402
+from training.grpo_config import GRPOConfig  # noqa: E402
+from training.grpo_trainer import RubricReward  # noqa: E402
 from training.manifest import MANIFEST, pair_ids_sha256  # noqa: E402
-from training.reward_model import RewardScorer  # noqa: E402
+from training.rm_config import RMConfig  # noqa: E402
+from training.rm_scorer import RewardScorer  # noqa: E402
 from training.run import train_from_store  # noqa: E402
+from training.sft_config import SFTConfig  # noqa: E402
 
 pytestmark = [
     pytest.mark.train,
@@ -105,17 +112,32 @@ def test_hash_split_is_deterministic_and_leak_free(data: TrainingStore):
     assert split_groups([*pairs, twin])[10_000] == split_groups([*pairs, twin])[held.id]
 
 
-def test_config_from_toml_refuses_unknown_keys(tmp_path: Path):
-    from training.config import train_table
-
-    f = tmp_path / "train.toml"
-    f.write_text('[train.data]\nlanguage = "en"\n[train.grpo]\nnum_generations = 4\na = 0.3\n')
-    data_cfg, cfg = load_configs("grpo", train_table(f), {"beta": 0.1})
+def test_config_from_toml_refuses_unknown_keys():
+    table = tomllib.loads('[train.data]\nlanguage = "en"\n[train.grpo]\nnum_generations = 4\na = 0.3\n')
+    data_cfg, cfg = load_configs("grpo", train_table(table), {"beta": 0.1})
     assert (data_cfg.language, data_cfg.kinds, cfg.num_generations, cfg.a, cfg.beta) == ("en", ["rubric"], 4, 0.3, 0.1)
-    assert (cfg.learning_rate, GRPOSettings().beta, GRPOSettings().num_generations) == (1e-6, 0.04, 8)
-    f.write_text("[train.grpo]\nnum_generation = 4\n")
+    assert (cfg.learning_rate, GRPOConfig().beta, GRPOConfig().num_generations) == (1e-6, 0.04, 8)
+    # a file without a [train] table is the table itself; each of its tables replaces the settings file's
+    settings = {"grpo": {"a": 0.3, "beta": 0.2}, "data": {"language": "en"}}
+    assert train_table({"grpo": {"a": 0.4}}, settings) == {"grpo": {"a": 0.4}, "data": {"language": "en"}}
+    assert train_table(None, settings) == settings
     with pytest.raises(ValueError, match=r"\[train.grpo\]: unknown setting\(s\) num_generation"):
-        load_configs("grpo", train_table(f))
+        load_configs("grpo", train_table(tomllib.loads("[train.grpo]\nnum_generation = 4\n")))
+
+
+def test_training_imports_only_lower_layers_and_queries_through_the_store():
+    """training/ sits above agents, benchmarks and store: no carealign or graphs (not even lazily),
+    and no SQL of its own: queries live in store.training (store.models only for type hints)."""
+    for path in sorted((Path(__file__).parents[1] / "training").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and getattr(block.test, "id", None) == "TYPE_CHECKING" for n in ast.walk(block)}
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert name.split(".")[0] not in ("carealign", "graphs", "sqlalchemy"), f"{path.name} imports {name}"
+                assert name != "store.models" or id(node) in typing_only, f"{path.name} imports {name}"
 
 
 # -- reward -------------------------------------------------------------------------------------
@@ -199,7 +221,7 @@ def test_multihead_rm_trains_and_scores(data: TrainingStore, tiny: str, tmp_path
 def test_grpo_trains_with_the_reward_model(data: TrainingStore, tiny: str, trained_rm, tmp_path: Path):
     rm_dir, _ = trained_rm
     out = tmp_path / "grpo"
-    cfg = GRPOSettings(**{**TINY, "learning_rate": 1e-4}, num_generations=2, max_completion_length=8,
+    cfg = GRPOConfig(**{**TINY, "learning_rate": 1e-4}, num_generations=2, max_completion_length=8,
                        reward_model=str(rm_dir))
     result = train_from_store(data.store, "grpo", tiny, out, DataConfig(**RUBRIC_DATA), cfg)
     logs = [x for x in result.log_history if "loss" in x]
@@ -226,7 +248,7 @@ def test_cso_trains_on_esc_turn_pairs(data: TrainingStore, tiny: str, tmp_path: 
 def test_sft_trains_on_preferred_turns(data: TrainingStore, tiny: str, tmp_path: Path):
     out = tmp_path / "sft"
     result = train_from_store(data.store, "sft", tiny, out, DataConfig(kinds=["esc"], eval_fraction=0.0),
-                              SFTSettings(**TINY))
+                              SFTConfig(**TINY))
     assert len(losses(result)) == 2 and all(math.isfinite(x) for x in losses(result))
     assert manifest(out)["pair_ids"] == data.esc_pair_ids and result.counts["rows"] == 6
     _reloads_and_generates(out)
@@ -301,7 +323,7 @@ def test_lora_rm_is_merged_for_scoring_and_lora_sft_saves_an_adapter(data: Train
     s = RewardScorer.load(tmp_path / "rm").score(QA[2][0], QA[2][1], RUBRIC)
     assert all(math.isfinite(v) for v in s.per_criterion.values())
     sft = train_from_store(data.store, "sft", tiny, tmp_path / "sft", DataConfig(kinds=["esc"], eval_fraction=0.0),
-                           SFTSettings(**lora))
+                           SFTConfig(**lora))
     assert math.isfinite(losses(sft)[0])
     adapter = json.loads((tmp_path / "sft" / "adapter_config.json").read_text())
     assert (adapter["r"], adapter["base_model_name_or_path"]) == (4, tiny)

@@ -1,4 +1,11 @@
 """Training from the store with trl: criterion-conditioned reward model, RM-guided GRPO, turn-level
-DPO (CSO) and SFT. ``config`` (one dataclass per method, TOML), ``data`` (selection, leak-free hash
-split, datasets), one module per method, ``manifest`` (what made a model) and ``run.train_from_store``
-(the one entry point the CLI uses)."""
+DPO (CSO) and SFT, trl-shaped: one method = a ``<method>_config`` dataclass and a
+``<method>_trainer`` (``rm``, ``grpo``, ``cso``, ``sft``). Shared pieces: ``common`` (the settings
+every config inherits, trl arguments, LoRA, the result), ``config`` (the ``[train]`` TOML table,
+validated against the configs), ``data_config`` and ``data`` (selection, leak-free hash split,
+datasets; the queries live in ``store.training``), ``criteria`` (criterion-level rows, thresholds,
+S1/S2/S3), ``rm_scorer`` (a trained reward model as a scorer, calibration, evaluation), ``manifest``
+(what made a model) and ``run.train_from_store`` (the one entry point the CLI uses).
+
+Layering: this package may import ``agents``, ``benchmarks`` and ``store``, never ``graphs`` or
+``carealign``."""

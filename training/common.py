@@ -1,5 +1,6 @@
-"""What the four trainers share: trl/transformers arguments from a config, LoRA, losses from the
-log history, and the result every trainer returns (what the manifest and the run record hold)."""
+"""What the four trainers share: the settings every method's config inherits (``TrainCommon``),
+trl/transformers arguments from a config, LoRA, losses from the log history, and the result every
+trainer returns (what the manifest and the run record hold)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.config import TrainCommon
+
+@dataclass
+class TrainCommon:
+    """What every method shares; field names follow transformers' TrainingArguments."""
+
+    learning_rate: float = 1e-5
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    max_length: int | None = 2048
+    seed: int = 0
+    logging_steps: int = 10
+    bf16: bool = False
+    use_cpu: bool = False
+    gradient_checkpointing: bool = False
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | str = "all-linear"
+    trl_args: dict[str, Any] = field(default_factory=dict)
+
 
 COMMON_ARGS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
                "gradient_accumulation_steps", "seed", "logging_steps", "bf16", "use_cpu")

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import select
+from typing import TYPE_CHECKING, Any
 
 from agents.rubric import CriterionKind, Rubric, RubricScore
 from store import Store
-from store.models import Judgment
+from store import training as queries
 from training.data import SelectedPair
+
+if TYPE_CHECKING:
+    from store.models import Judgment
 
 KINDS = tuple(k.value for k in CriterionKind)
 
@@ -45,11 +46,8 @@ def load_verdicts(store: Store, pairs: list[SelectedPair]) -> dict[int, dict[str
     named = {j for p in pairs for j in p.provenance.get("judgment_ids", []) or []}
     unnamed = {c for p in pairs if not p.provenance.get("judgment_ids")
                for c in (p.chosen_candidate_id, p.rejected_candidate_id) if c is not None}
-    rows: list[Judgment] = []
     with store.session() as s:
-        for ids, col in ((sorted(named), Judgment.id), (sorted(unnamed), Judgment.candidate_id)):
-            for start in range(0, len(ids), 500):
-                rows.extend(s.scalars(select(Judgment).where(col.in_(ids[start:start + 500]))))
+        rows = queries.judgments(s, ids=named, candidate_ids=unnamed)
         collected: dict[tuple[int, str], list[Judgment]] = defaultdict(list)
         for r in rows:
             if r.criterion_kind in KINDS:

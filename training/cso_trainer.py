@@ -11,8 +11,9 @@ from pathlib import Path
 
 from store import Store
 from training.common import TrainResult, peft_config, train_and_save, trainer_args
-from training.config import CSOConfig, DataConfig
+from training.cso_config import CSOConfig
 from training.data import load_split, preference_records, to_dataset
+from training.data_config import DataConfig
 
 
 def train_cso(store: Store, model_path: str, out_dir: Path, data: DataConfig, cfg: CSOConfig) -> TrainResult:

@@ -13,13 +13,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-
 from store import Store
+from store import training as queries
 from store.export import to_record
-from store.models import Item, PreferencePair
 from store.records import canonical_json, sha256_of
-from training.config import DataConfig
+from training.data_config import DataConfig
 
 
 @dataclass(frozen=True)
@@ -63,22 +61,13 @@ class Split:
 
 def select_pairs(store: Store, cfg: DataConfig) -> list[SelectedPair]:
     """Pairs matching the filters, in id order (``max_pairs`` keeps the first ones)."""
-    q = select(PreferencePair).order_by(PreferencePair.id)
-    if cfg.kinds:
-        q = q.where(PreferencePair.kind.in_(cfg.kinds))
-    if cfg.run_ids:
-        q = q.where(PreferencePair.run_id.in_(cfg.run_ids))
-    if cfg.min_margin is not None:
-        q = q.where(PreferencePair.margin >= cfg.min_margin)
-    if cfg.language:
-        q = q.where(PreferencePair.language == cfg.language)
-    if cfg.max_pairs is not None:
-        q = q.limit(cfg.max_pairs)
     with store.session() as s:
+        found = queries.preference_pairs(s, kinds=cfg.kinds, run_ids=cfg.run_ids, min_margin=cfg.min_margin,
+                                         language=cfg.language, limit=cfg.max_pairs)
         return [SelectedPair(p.id, p.kind, p.run_id, p.item_id, list(p.prompt), p.chosen, p.rejected,
                              p.chosen_candidate_id, p.rejected_candidate_id, float(p.margin), p.language,
                              dict(p.provenance or {}))
-                for p in s.scalars(q)]
+                for p in found]
 
 
 def split_groups(pairs: list[SelectedPair]) -> dict[int, str]:
@@ -130,16 +119,10 @@ def load_split(store: Store, cfg: DataConfig) -> Split:
     return split
 
 
-def item_rubrics(store: Store, item_ids: set[int]) -> dict[int, dict[str, Any]]:
+def item_rubrics(store: Store, item_ids: set[int | None]) -> dict[int, dict[str, Any]]:
     """Item id -> the rubric in its payload (items without one are left out)."""
-    out: dict[int, dict[str, Any]] = {}
-    ids = sorted(i for i in item_ids if i is not None)
     with store.session() as s:
-        for start in range(0, len(ids), 500):
-            for iid, payload in s.execute(select(Item.id, Item.payload).where(Item.id.in_(ids[start:start + 500]))):
-                if isinstance(payload, dict) and payload.get("rubric"):
-                    out[iid] = payload["rubric"]
-    return out
+        return queries.item_rubrics(s, item_ids)
 
 
 # -- datasets -----------------------------------------------------------------------------------

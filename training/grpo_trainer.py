@@ -19,8 +19,9 @@ from agents.rubric import RewardConfig, Rubric, RubricScore, policy_reward
 from store import Store
 from store.records import sha256_of
 from training.common import TrainResult, peft_config, train_and_save, trainer_args
-from training.config import DataConfig, GRPOSettings
 from training.data import item_rubrics, load_split, prompt_records, to_dataset
+from training.data_config import DataConfig
+from training.grpo_config import GRPOConfig
 
 Scores = Callable[[list[tuple[list[dict[str, Any]], str, Rubric]]], list[RubricScore]]
 
@@ -57,7 +58,7 @@ class RubricReward:
 
 
 def rm_scores(reward_model_path: str | Path) -> Scores:
-    from training.reward_model import RewardScorer
+    from training.rm_scorer import RewardScorer
 
     scorer = RewardScorer.load(reward_model_path)
     return lambda items: [s.rubric_score for s in scorer.score_many(items)]
@@ -112,12 +113,13 @@ def fitting_prompts(rows: list[dict[str, Any]], tok: Any, max_length: int | None
     return kept, len(rows) - len(kept)
 
 
-def train_grpo(store: Store, model_path: str, out_dir: Path, data: DataConfig, cfg: GRPOSettings,
+def train_grpo(store: Store, model_path: str, out_dir: Path, data: DataConfig, cfg: GRPOConfig,
                scores: Scores | None = None) -> TrainResult:
     """``scores`` defaults to the reward model at ``cfg.reward_model``; the CLI passes a
     ``JudgeScores`` when ``reward_source = "judge"``."""
     from transformers import AutoTokenizer
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig as TrlGRPOConfig
+    from trl import GRPOTrainer
 
     split = load_split(store, data)
     rubrics = item_rubrics(store, {p.item_id for p in split.train})
@@ -129,7 +131,7 @@ def train_grpo(store: Store, model_path: str, out_dir: Path, data: DataConfig, c
     reward = RubricReward(scores, RewardConfig(cfg.a, cfg.b, cfg.l))
     tok = AutoTokenizer.from_pretrained(model_path)
     rows, too_long = fitting_prompts(rows, tok, cfg.max_length)
-    args = GRPOConfig(**trainer_args(
+    args = TrlGRPOConfig(**trainer_args(
         cfg, out_dir, num_generations=cfg.num_generations, beta=cfg.beta,
         max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, use_vllm=cfg.use_vllm,
         vllm_mode=cfg.vllm_mode))

@@ -18,7 +18,7 @@ from typing import Any
 from store import Store, redact_url
 from store.records import code_version, create_run, finish_run
 from training.common import TrainResult
-from training.config import DataConfig
+from training.data_config import DataConfig
 
 LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
 MANIFEST = "training_manifest.json"

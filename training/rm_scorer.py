@@ -1,11 +1,9 @@
-"""Explicit Criteria Injection reward model (ProMedical, PROTOCOLS.md section 1).
+"""A trained reward model, either variant, as a scorer; its calibration and held-out evaluation.
 
-Each stored pair (x, y_w, y_l) with judged candidates becomes one Bradley-Terry row per criterion c,
-the criterion stated in the input: trl's ``RewardTrainer`` minimises ``-log sigmoid(r(y+|x,c) -
-r(y-|x,c))``. Per-criterion scores become S1/S2/S3 through per-kind thresholds calibrated on the
-held-out pairs' judged candidates; those thresholds, the variant and the criterion template are saved
+Per-criterion scores become S1/S2/S3 through per-kind thresholds calibrated on the held-out pairs'
+judged candidates; those thresholds, the variant and the criterion template (or the heads) are saved
 next to the model in ``carealign_rm.json``, so ``RewardScorer.load(path)`` scores exactly as trained.
-The multi-head regression variant (``variant = "multihead"``) lives in ``training.multihead``.
+Both trainers in ``training.rm_trainer`` and the GRPO reward use this module; it trains nothing.
 """
 
 from __future__ import annotations
@@ -14,12 +12,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agents.rubric import Rubric, prefer
+from agents.rubric import (
+    BONUS_DIMENSIONS,
+    HEALTHBENCH_AXES,
+    PROFICIENCY_DIMENSIONS,
+    VETO_DIMENSIONS,
+    Rubric,
+    prefer,
+)
 from benchmarks.healthbench import PairRecord, pairwise_report
 from store import Store
-from training.common import TrainResult, is_main_process, peft_config, train_and_save, trainer_args
-from training.config import DataConfig, RMConfig
 from training.criteria import (
+    KINDS,
     CriterionRows,
     CriterionVerdict,
     RMScore,
@@ -30,9 +34,19 @@ from training.criteria import (
     load_verdicts,
     rm_score,
 )
-from training.data import SelectedPair, Split, item_rubrics, load_split, to_dataset
+from training.data import SelectedPair, item_rubrics
+from training.rm_config import RMConfig
 
 RM_META = "carealign_rm.json"
+
+# the multihead variant's outputs: one per rubric dimension, then one per kind for criteria without one
+HEADS = list(dict.fromkeys([*PROFICIENCY_DIMENSIONS, *BONUS_DIMENSIONS, *VETO_DIMENSIONS, *HEALTHBENCH_AXES]))
+HEADS += [f"kind:{k}" for k in KINDS]
+
+
+def head_index(heads: list[str], kind: str, dimension: str | None) -> int:
+    return heads.index(dimension) if dimension in heads else heads.index(f"kind:{kind}")
+
 
 
 class RewardScorer:
@@ -76,8 +90,6 @@ class RewardScorer:
     def raw_scores(self, items: list[tuple[list[dict[str, Any]], str, Rubric]]) -> list[dict[str, float]]:
         """Per-criterion score (higher = better on it) for each (conversation, response, rubric)."""
         if self.meta["variant"] == "multihead":
-            from training.multihead import head_index
-
             logits = self._forward([[*conv, {"role": "assistant", "content": resp}] for conv, resp, _ in items])
             heads = self.meta["heads"]
             return [{c.id: row[head_index(heads, c.kind.value, c.dimension)] for c in rubric.criteria}
@@ -168,46 +180,8 @@ def _single(row: dict[str, Any]) -> Rubric:
     return Rubric(criteria=[RubricCriterion(id="c", text=text, kind=kind, weight=weight)])
 
 
-# -- training -----------------------------------------------------------------------------------
+
 def build_rows(store: Store, pairs: list[SelectedPair], cfg: RMConfig) -> CriterionRows:
+    """The (pair, criterion) rows of ``pairs`` from their stored verdicts, as the criteria variant
+    trains on them; both variants evaluate on the held-out pairs' rows."""
     return criterion_rows(pairs, load_verdicts(store, pairs), cfg.criterion_template, cfg.tie_policy)
-
-
-def train_criteria_rm(store: Store, model_path: str, out_dir: Path, data: DataConfig, cfg: RMConfig,
-                      split: Split | None = None) -> TrainResult:
-    from transformers import AutoTokenizer
-    from trl import RewardConfig, RewardTrainer
-
-    split = split or load_split(store, data)
-    rows = build_rows(store, split.train, cfg)
-    if not rows.rows:
-        raise ValueError(f"no criterion rows: {rows.pairs_without_verdicts} training pairs have no judgments on "
-                         f"both candidates and {rows.ties} criteria tie")
-    used_ids = sorted({r["pair_id"] for r in rows.rows})
-    ds = to_dataset([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows.rows])
-    tok = AutoTokenizer.from_pretrained(model_path)
-    args = RewardConfig(**trainer_args(cfg, out_dir, max_length=cfg.max_length))
-    trainer = RewardTrainer(model=model_path, args=args, train_dataset=ds, processing_class=tok,
-                            peft_config=peft_config(cfg, "SEQ_CLS"))
-    kept_rows = len(trainer.train_dataset)
-    stats, model = train_and_save(trainer, out_dir, merge_lora=True)  # the scorer loads a plain model
-    meta = {"variant": "criteria", "criterion_template": cfg.criterion_template, "max_length": cfg.max_length,
-            "base_model": model_path}
-    scorer = RewardScorer(model, tok, {**meta, **calibrate({})})
-    held_rows = build_rows(store, split.eval, cfg)
-    evaluation = calibrate_and_evaluate(scorer, store, split.eval, held_rows)
-    if is_main_process():
-        (out_dir / RM_META).write_text(json.dumps(scorer.meta, indent=2) + "\n", encoding="utf-8")
-    stats.update(rows=len(rows.rows), rows_within_max_length=kept_rows, ties=rows.ties,
-                 pairs_without_verdicts=rows.pairs_without_verdicts, evaluation=evaluation)
-    return TrainResult("rm", out_dir, used_ids, split.eval_ids,
-                       {"selected_train_pairs": len(split.train), "train_pairs": len(used_ids),
-                        "eval_pairs": len(split.eval), "rows": len(rows.rows)}, stats, trainer.state.log_history)
-
-
-def train_reward_model(store: Store, model_path: str, out_dir: Path, data: DataConfig, cfg: RMConfig) -> TrainResult:
-    if cfg.variant == "multihead":
-        from training.multihead import train_multihead_rm
-
-        return train_multihead_rm(store, model_path, out_dir, data, cfg)
-    return train_criteria_rm(store, model_path, out_dir, data, cfg)

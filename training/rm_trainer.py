@@ -1,10 +1,17 @@
-"""Multi-head regression reward model: one output head per rubric dimension, plain transformers
-``Trainer`` (the alternative to criteria injection, ``[train.rm] variant = "multihead"``).
+"""Reward model trainers (ProMedical, PROTOCOLS.md section 1); ``[train.rm] variant`` picks one.
 
-Each judged candidate of the training pairs is one row: the conversation and its answer in, and per
-head the mean "goodness" (met, or not violated for a veto) of its judged criteria of that dimension
-out. A head with no judged criterion on a candidate is masked out of the loss. Criteria without a
-known dimension fall back to one head per kind (``kind:proficiency`` etc.).
+``criteria`` (default), Explicit Criteria Injection: each stored pair (x, y_w, y_l) with judged
+candidates becomes one Bradley-Terry row per criterion c, the criterion stated in the input: trl's
+``RewardTrainer`` minimises ``-log sigmoid(r(y+|x,c) - r(y-|x,c))``.
+
+``multihead``: one regression head per rubric dimension, plain transformers ``Trainer``. Each judged
+candidate of the training pairs is one row: the conversation and its answer in, and per head the
+mean "goodness" (met, or not violated for a veto) of its judged criteria of that dimension out. A
+head with no judged criterion on a candidate is masked out of the loss. Criteria without a known
+dimension fall back to one head per kind (``kind:proficiency`` etc.).
+
+Both save a plain model (LoRA merged) with ``carealign_rm.json`` and calibrate and evaluate it on
+the held-out pairs through ``training.rm_scorer``.
 """
 
 from __future__ import annotations
@@ -14,21 +21,55 @@ import math
 from pathlib import Path
 from typing import Any
 
-from agents.rubric import BONUS_DIMENSIONS, HEALTHBENCH_AXES, PROFICIENCY_DIMENSIONS, VETO_DIMENSIONS
 from store import Store
 from training.common import TrainResult, is_main_process, peft_config, train_and_save, trainer_args
-from training.config import DataConfig, RMConfig
-from training.criteria import KINDS, calibrate, load_verdicts
-from training.data import SelectedPair, load_split, to_dataset
-
-HEADS = list(dict.fromkeys([*PROFICIENCY_DIMENSIONS, *BONUS_DIMENSIONS, *VETO_DIMENSIONS, *HEALTHBENCH_AXES]))
-HEADS += [f"kind:{k}" for k in KINDS]
-
-
-def head_index(heads: list[str], kind: str, dimension: str | None) -> int:
-    return heads.index(dimension) if dimension in heads else heads.index(f"kind:{kind}")
+from training.criteria import calibrate, load_verdicts
+from training.data import SelectedPair, Split, load_split, to_dataset
+from training.data_config import DataConfig
+from training.rm_config import RMConfig
+from training.rm_scorer import HEADS, RM_META, RewardScorer, build_rows, calibrate_and_evaluate, head_index
 
 
+def train_reward_model(store: Store, model_path: str, out_dir: Path, data: DataConfig, cfg: RMConfig) -> TrainResult:
+    if cfg.variant == "multihead":
+        return train_multihead_rm(store, model_path, out_dir, data, cfg)
+    return train_criteria_rm(store, model_path, out_dir, data, cfg)
+
+
+# -- criteria injection -------------------------------------------------------------------------
+def train_criteria_rm(store: Store, model_path: str, out_dir: Path, data: DataConfig, cfg: RMConfig,
+                      split: Split | None = None) -> TrainResult:
+    from transformers import AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    split = split or load_split(store, data)
+    rows = build_rows(store, split.train, cfg)
+    if not rows.rows:
+        raise ValueError(f"no criterion rows: {rows.pairs_without_verdicts} training pairs have no judgments on "
+                         f"both candidates and {rows.ties} criteria tie")
+    used_ids = sorted({r["pair_id"] for r in rows.rows})
+    ds = to_dataset([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows.rows])
+    tok = AutoTokenizer.from_pretrained(model_path)
+    args = RewardConfig(**trainer_args(cfg, out_dir, max_length=cfg.max_length))
+    trainer = RewardTrainer(model=model_path, args=args, train_dataset=ds, processing_class=tok,
+                            peft_config=peft_config(cfg, "SEQ_CLS"))
+    kept_rows = len(trainer.train_dataset)
+    stats, model = train_and_save(trainer, out_dir, merge_lora=True)  # the scorer loads a plain model
+    meta = {"variant": "criteria", "criterion_template": cfg.criterion_template, "max_length": cfg.max_length,
+            "base_model": model_path}
+    scorer = RewardScorer(model, tok, {**meta, **calibrate({})})
+    held_rows = build_rows(store, split.eval, cfg)
+    evaluation = calibrate_and_evaluate(scorer, store, split.eval, held_rows)
+    if is_main_process():
+        (out_dir / RM_META).write_text(json.dumps(scorer.meta, indent=2) + "\n", encoding="utf-8")
+    stats.update(rows=len(rows.rows), rows_within_max_length=kept_rows, ties=rows.ties,
+                 pairs_without_verdicts=rows.pairs_without_verdicts, evaluation=evaluation)
+    return TrainResult("rm", out_dir, used_ids, split.eval_ids,
+                       {"selected_train_pairs": len(split.train), "train_pairs": len(used_ids),
+                        "eval_pairs": len(split.eval), "rows": len(rows.rows)}, stats, trainer.state.log_history)
+
+
+# -- multihead ----------------------------------------------------------------------------------
 def candidate_rows(store: Store, pairs: list[SelectedPair], heads: list[str]) -> list[dict[str, Any]]:
     """One row per judged candidate (deduplicated): ``prompt``, ``response``, ``labels`` (NaN = no target)."""
     verdicts = load_verdicts(store, pairs)
@@ -83,8 +124,6 @@ def _masked_mse_trainer():
 
 def train_multihead_rm(store: Store, model_path: str, out_dir: Path, data: DataConfig, cfg: RMConfig) -> TrainResult:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
-
-    from training.reward_model import RM_META, RewardScorer, build_rows, calibrate_and_evaluate
 
     split = load_split(store, data)
     rows = candidate_rows(store, split.train, HEADS)

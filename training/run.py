@@ -8,25 +8,25 @@ from typing import Any
 
 from store import Store
 from training.common import TrainResult, is_main_process
-from training.config import DataConfig
+from training.data_config import DataConfig
 from training.manifest import end_run, start_run, write_manifest
 
 
 def _trainer(method: str):
     if method == "rm":
-        from training.reward_model import train_reward_model
+        from training.rm_trainer import train_reward_model
 
         return train_reward_model
     if method == "grpo":
-        from training.grpo import train_grpo
+        from training.grpo_trainer import train_grpo
 
         return train_grpo
     if method == "cso":
-        from training.cso import train_cso
+        from training.cso_trainer import train_cso
 
         return train_cso
     if method == "sft":
-        from training.sft import train_sft
+        from training.sft_trainer import train_sft
 
         return train_sft
     raise ValueError(f"unknown training method {method!r}; choose rm, grpo, cso or sft")

@@ -3,14 +3,14 @@
 The fact-checking benchmark (PROTOCOLS.md section 4) scores veracity per text and error location
 per flagged text, so every source is read into the same ``FactCheckItem``: MedFact-style JSONL,
 MedErrBench CSVs (the public stand-in for MedFact) and any other CSV or JSONL through a column
-mapping. As with instruction files (``graphs.inputs``), the whole file is validated before anything
+mapping. As with instruction files (``benchmarks.datasets.instructions``), the whole file is validated before anything
 is returned, NUL characters are refused, and every problem is an ``InputError`` reading
 ``file:line: field 'x': message`` (CSV lines are physical lines, the header being line 1, so a row
 whose quoted cells span several lines is reported at its first line).
 
 Sentence ids are 0-based, as MedErrBench's ``Error Sentence ID`` (whose -1 means "no error"):
 ``error_sentence_id`` i names ``sentences[i]``, and the sentences are cut the way MedErrBench cuts
-them (``benchmarks.sentences``), so a sentence-ID match means the same thing on every source.
+them (``benchmarks.datasets.sentences``), so a sentence-ID match means the same thing on every source.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from benchmarks.sentences import detect_lang, parse_numbered, split_sentences
-from graphs.inputs import InputError, Text, read_jsonl
-from graphs.mederrbench import REQUIRED
+from benchmarks.datasets.instructions import InputError, Text, read_jsonl
+from benchmarks.datasets.mederrbench import REQUIRED
+from benchmarks.datasets.sentences import detect_lang, parse_numbered, split_sentences
 
 MEDERRBENCH_COLUMNS = (*REQUIRED, "Sentences", "Error Sentence ID", "Error Type", "Difficulty")
 # which MedErrBench column each field comes from, so that errors name what the user sees
@@ -129,7 +129,7 @@ def _validate(data: dict[str, Any], where: str, columns: dict[str, str] | None =
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, _FieldError):
             loc, msg = [cause.field], str(cause)
-        else:  # drop union-member tags such as ``literal[...]`` from the path, as graphs.inputs does
+        else:  # drop union-member tags such as ``literal[...]`` from the path, as benchmarks.datasets.instructions does
             loc = [str(p) for p in err["loc"] if "[" not in str(p)]
             msg = err["msg"].removeprefix("Value error, ")
         if loc and columns:
@@ -208,7 +208,7 @@ def _int(value: Any, where: str, column: str) -> int | None:
 
 
 def _lang_of_file(path: Path) -> Literal["zh", "en"] | None:
-    # graphs.mederrbench.language_of calls every non-CN file English; here other names are detected per text
+    # mederrbench.language_of calls every non-CN file English; here other names are detected per text
     prefix = path.name[:2].upper()
     return "zh" if prefix in ("CN", "ZH") else "en" if prefix == "EN" else None
 
@@ -248,7 +248,7 @@ def read_mederrbench_csv(path: str | Path) -> list[FactCheckItem]:
 
 
 class _Record(BaseModel):
-    """Any JSON object: lets ``graphs.inputs.read_jsonl`` do the line, UTF-8 and JSON checks."""
+    """Any JSON object: lets ``benchmarks.datasets.instructions.read_jsonl`` do the line, UTF-8 and JSON checks."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -5,7 +5,7 @@ Each MedErrBench row is a real clinical text that is either correct or holds exa
 the rubric comes from the gold labels (origin ``dataset``): find the error and correct it, or say
 there is none, and a safety veto for calling a correct sentence wrong (over-criticism, the failure
 mode the MedFact study measures). English and Chinese files give English and Chinese prompts; the
-wording lives in ``graphs/data/mederrbench.json``.
+wording lives in ``benchmarks/datasets/data/mederrbench.json``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from graphs.inputs import InputError
+from benchmarks.datasets.instructions import InputError
 
 REQUIRED = ("Text ID", "Text", "Error Flag", "Error Sentence", "Corrected Sentence")
 

@@ -36,8 +36,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agents.medication_roles import IDK
+from benchmarks.datasets.instructions import InputError, Text, read_jsonl
 from benchmarks.metrics import expected_calibration_error, safe_div
-from graphs.inputs import InputError, Text, read_jsonl
 
 TASKS = ("indication", "dosage_administration", "contraindicated_population", "mechanism_of_action",
          "drug_recommendation", "drug_interaction")

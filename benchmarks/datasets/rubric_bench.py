@@ -1,5 +1,5 @@
 """Rubric bench inputs and summaries (PROTOCOLS.md sections 1 and 2); the LLM work is in
-``graphs.bench_rubric``, the scoring in ``benchmarks.healthbench``.
+``graphs.bench.rubric_nodes``, the scoring in ``benchmarks.healthbench``.
 
 Three input formats, all JSONL, one object per line:
 
@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from benchmarks.datasets.instructions import Message, Text, read_jsonl
 from benchmarks.healthbench import (
     ClippedMean,
     PairRecord,
@@ -32,7 +33,6 @@ from benchmarks.healthbench import (
     score_healthbench,
 )
 from benchmarks.metrics import macro_f1
-from graphs.inputs import Message, Text, read_jsonl
 
 RUBRIC_MODES = ("score", "pairwise", "meta")
 
@@ -111,7 +111,7 @@ class MetaEvalExample(BaseModel):
 
 def read_rubric_bench(path: str | Path, mode: str, limit: int | None = None) -> list[dict[str, Any]]:
     """Validated records (``payload``, ``external_id``, ``source``) for ``store.records.upsert_items``.
-    A bad line raises ``graphs.inputs.InputError`` naming the file, line and field."""
+    A bad line raises ``benchmarks.datasets.instructions.InputError`` naming the file, line and field."""
     if mode not in RUBRIC_MODES:
         raise ValueError(f"unknown rubric bench mode {mode!r}; choose one of {', '.join(RUBRIC_MODES)}")
     model = {"score": HealthBenchExample, "pairwise": PairwiseExample, "meta": MetaEvalExample}[mode]

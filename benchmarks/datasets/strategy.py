@@ -1,5 +1,5 @@
 """Strategy bench inputs and summary (Kang et al. 2024 metrics, PROTOCOLS.md section 3); the LLM
-work is in ``graphs.bench_strategy``, the metrics in ``benchmarks.strategy_metrics``.
+work is in ``graphs.bench.strategy_nodes``, the metrics in ``benchmarks.strategy_metrics``.
 
 Inputs, both ESConv formats (``../shared/data/esconv``):
 - **tsv** (``devWithStrategy_short.tsv``): one line per supporter turn, turns separated by ``" EOS "``,
@@ -22,10 +22,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from agents.esc import DATA_DIR
+from benchmarks.datasets.instructions import InputError
 from benchmarks.strategy_metrics import DEFAULT_ALIASES, normalise_strategy, strategy_report
-from graphs.inputs import InputError
 
-STRATEGY_SETS_DIR = Path(__file__).resolve().parent.parent / "agents" / "data"
+STRATEGY_SETS_DIR = DATA_DIR  # the shipped sets live with the agents that use them
 SUPPORTER_NAMES = {"supporter", "listener", "sys", "system", "1"}
 SEEKER_NAMES = {"seeker", "speaker", "usr", "user", "0"}
 _TURN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s+([01])\s+(\d+)\s?(.*)$", re.DOTALL)

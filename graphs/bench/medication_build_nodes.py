@@ -1,6 +1,4 @@
-"""``carealign bench medication build``: medication bench items from structured drug labels.
-
-    START -> write_item (x task x format, fan-out) -> tally -> END
+"""The medication item builder's nodes: write one item from a label section and check it; tally.
 
 For every label and every ChiDrug task whose label section is present, the writer model drafts an
 item (a question, distractors for multiple choice, the reference answer and a quote of the label
@@ -12,62 +10,55 @@ row per label, task and format), so every item traces back to the label, run and
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypedDict
-
-from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from agents.engine import CallContext, LLMEngine
 from agents.errors import LLMCallFailed
 from agents.medication_roles import LabelChecker, MedicationItemWriter
 from agents.prompts import prompt_hash
-from benchmarks.medication import TASK_SECTIONS, TASKS, DrugLabel, normalise_words
-from graphs.bench_store import input_item_ids, item_key, job_results, store_result, store_summary
-from graphs.candidates import item_payload
-from graphs.runner import WorkflowReport, run_workflow
+from benchmarks.datasets.medication import TASK_SECTIONS, DrugLabel, normalise_words
+from graphs.bench.configuration import BenchConfig
+from graphs.bench.results import BenchJob
+from graphs.bench.state import MedicationBuildState, WriteTask
 from store import Store
+from store.bench import item_key, store_result
+from store.lookups import item_payload
 from store.records import sha256_of
 
+if TYPE_CHECKING:
+    from store.models import BenchResult
+
 BENCH = "medication_build"
-FORMATS = ("mc", "open")
-
-
-@dataclass
-class MedicationBuildSettings:
-    formats: tuple[str, ...] = ("mc",)
-    n_options: int = 4  # ChiDrug's multiple-choice items: not published, a setting
-    tasks: tuple[str, ...] = TASKS
-    temperature: float = 0.7  # of the writer
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.formats or set(self.formats) - set(FORMATS):
-            raise ValueError(f"formats must be a non-empty subset of {FORMATS} (got {self.formats})")
-        if set(self.tasks) - set(TASKS) or not self.tasks:
-            raise ValueError(f"tasks must be a non-empty subset of {TASKS} (got {self.tasks})")
-        if not 2 <= self.n_options <= 26:
-            raise ValueError("n_options must be from 2 to 26")
 
 
 @dataclass
 class MedicationBuildDeps:
+    """The store, the item writer, the checker, the ``[bench]`` settings, the seed and the dataset."""
+
     store: Store
     writer: LLMEngine
     checker: LLMEngine
-    settings: MedicationBuildSettings
+    config: BenchConfig
+    seed: int = 0
     dataset: str = ""
 
     @property
     def job_key(self) -> str:
-        s = self.settings
+        c = self.config
+        settings = {"formats": list(c.build_formats), "n_options": c.build_n_options, "tasks": list(c.build_tasks),
+                    "temperature": c.build_temperature, "seed": self.seed}  # the old settings object's fields
         return sha256_of({
-            "kind": "bench-medication-build", "dataset": self.dataset, "settings": s.__dict__,
+            "kind": "bench-medication-build", "dataset": self.dataset, "settings": settings,
             "writer": [self.writer.model, self.writer.request_params()], "checker": self.checker.model,
             "prompts": [prompt_hash(MedicationItemWriter.prompt), prompt_hash(LabelChecker.prompt)],
         })[:32]
+
+    @property
+    def job(self) -> BenchJob:
+        return BenchJob(self.store, BENCH, self.job_key, self.dataset, self.writer.model, self.config,
+                        kind="bench-medication-build")
 
 
 def label_records(labels: list[DrugLabel], source: str) -> list[dict[str, Any]]:
@@ -77,42 +68,38 @@ def label_records(labels: list[DrugLabel], source: str) -> list[dict[str, Any]]:
              "external_id": lab.id, "source": f"{source}: label {n}"} for n, lab in enumerate(labels)]
 
 
-class BuildState(TypedDict, total=False):
-    run_id: str
-    item_id: int
-    built: Annotated[list[dict[str, Any]], operator.add]
-    failures: Annotated[list[str], operator.add]
-    outcome: str
+class MedicationBuildNodes:
+    """Node functions bound to their dependencies (read only when a node runs)."""
 
+    def __init__(self, deps: MedicationBuildDeps | None):
+        self.deps = deps
 
-class WriteTask(TypedDict):
-    run_id: str
-    item_id: int
-    task: str
-    format: str
+    @cached_property
+    def writer(self) -> MedicationItemWriter:
+        return MedicationItemWriter(self.deps.writer, self.deps.config.build_temperature)
 
+    @cached_property
+    def checker(self) -> LabelChecker:
+        return LabelChecker(self.deps.checker)
 
-def build_medication_build_graph(deps: MedicationBuildDeps):
-    store, settings = deps.store, deps.settings
-    writer = MedicationItemWriter(deps.writer, settings.temperature)
-    checker = LabelChecker(deps.checker)
+    def write_tasks(self, state: MedicationBuildState) -> list[WriteTask]:
+        """One task per configured ChiDrug task whose label section is present, per format."""
+        c = self.deps.config
+        sections = item_payload(self.deps.store, state["item_id"])["sections"]
+        return [WriteTask(run_id=state["run_id"], item_id=state["item_id"], task=t, format=f)
+                for t in c.build_tasks if TASK_SECTIONS[t] in sections for f in c.build_formats]
 
-    def fan_out(state: BuildState) -> list[Send] | str:
-        sections = item_payload(store, state["item_id"])["sections"]
-        sends = [Send("write_item", WriteTask(run_id=state["run_id"], item_id=state["item_id"], task=t, format=f))
-                 for t in settings.tasks if TASK_SECTIONS[t] in sections for f in settings.formats]
-        return sends or "tally"
-
-    async def write_item(task: WriteTask) -> dict[str, Any]:
-        label = item_payload(store, task["item_id"])
+    async def write_item(self, task: WriteTask) -> dict[str, Any]:
+        d = self.deps
+        label = item_payload(d.store, task["item_id"])
         section = TASK_SECTIONS[task["task"]]
         text = label["sections"][section]
         ctx = CallContext(run_id=task["run_id"], item_id=task["item_id"])
-        n_options = settings.n_options if task["format"] == "mc" else 0
+        n_options = d.config.build_n_options if task["format"] == "mc" else 0
         where = f"{task['task']}/{task['format']}"
         try:
-            w = await writer.write(label["drug"], task["task"], section, text, label["other_drugs"], n_options, ctx,
-                                   seed=settings.seed)
+            w = await self.writer.write(label["drug"], task["task"], section, text, label["other_drugs"], n_options,
+                                        ctx, seed=d.seed)
         except LLMCallFailed as exc:
             return {"failures": [f"write {where}: {exc.reason}"]}
         calls = [w.call_id]
@@ -120,52 +107,29 @@ def build_medication_build_graph(deps: MedicationBuildDeps):
             supported, reason = False, "the evidence quote is not in the label section"
         else:
             try:
-                supported, reason, check_call = await checker.check(label["drug"], section, text, w, ctx)
+                supported, reason, check_call = await self.checker.check(label["drug"], section, text, w, ctx)
             except LLMCallFailed as exc:
                 return {"failures": [f"check {where}: {exc.reason}"]}
             calls.append(check_call)
         item = {"id": f"{label['id']}-{task['task']}-{task['format']}", "task": task["task"], **w.as_item(),
                 "drug": label["drug"], "lang": label.get("lang"), "evidence": w.evidence}
         status = "accepted" if supported else "rejected"
-        store_result(store, task["run_id"], BENCH, task["item_id"], deps.writer.model, {
+        store_result(d.store, task["run_id"], BENCH, task["item_id"], d.writer.model, {
             "status": status, "reason": reason, "task": task["task"], "format": task["format"],
-            "label_id": label["id"], "drug": label["drug"], "item": item, "checker_model": deps.checker.model,
+            "label_id": label["id"], "drug": label["drug"], "item": item, "checker_model": d.checker.model,
         }, calls, item_key(task["item_id"], f"{task['task']}:{task['format']}"))
         return {"built": [{"task": task["task"], "format": task["format"], "status": status}]}
 
-    def tally(state: BuildState) -> dict[str, Any]:
+    def tally(self, state: MedicationBuildState) -> dict[str, Any]:
         built = state.get("built", [])
         accepted = sum(1 for b in built if b["status"] == "accepted")
         return {"outcome": f"{accepted} accepted, {len(built) - accepted} rejected"}
 
-    g = StateGraph(BuildState)
-    g.add_node("write_item", write_item)
-    g.add_node("tally", tally)
-    g.add_conditional_edges(START, fan_out, ["write_item", "tally"])
-    g.add_edge("write_item", "tally")
-    g.add_edge("tally", END)
-    return g.compile()
 
-
-def build_outcome(state: dict[str, Any]) -> tuple[bool, str, list[str]]:
-    """A label is done when no write or check call failed (rejections are results, not failures)."""
-    failures = list(state.get("failures", []))
-    return not failures, state.get("outcome", "no outcome"), failures
-
-
-async def run_medication_build(
-    deps: MedicationBuildDeps, records: list[dict[str, Any]], run_config: dict[str, Any], *,
-    item_concurrency: int = 4, lease_seconds: float = 600.0, redo: bool = False,
-    on_item: Callable[[Any], None] | None = None,
-) -> tuple[WorkflowReport, dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Build items; returns the report, the summary (stored), the accepted items (bench format) and
-    the rejections (each with its item, reason and result id)."""
-    report = await run_workflow(deps.store, "bench-medication-build", deps.job_key,
-                                build_medication_build_graph(deps), records, deps.dataset,
-                                {**run_config, "bench": BENCH}, build_outcome,
-                                {"writer": deps.writer, "checker": deps.checker}, item_concurrency=item_concurrency,
-                                lease_seconds=lease_seconds, redo=redo, on_item=on_item)
-    rows = job_results(deps.store, BENCH, deps.job_key, input_item_ids(deps.store, deps.dataset, records))
+def build_summary(deps: MedicationBuildDeps, n_labels: int, rows: list[BenchResult]
+                  ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The summary (counts per task), the accepted items (bench format) and the rejections (each
+    with its item, reason and result id), from the job's newest rows."""
     accepted = [r.metrics["item"] for r in rows if r.metrics["status"] == "accepted"]
     rejected = [{"result_id": r.id, "reason": r.metrics["reason"], "item": r.metrics["item"]}
                 for r in rows if r.metrics["status"] != "accepted"]
@@ -174,7 +138,6 @@ async def run_medication_build(
         counts = per_task.setdefault(r.metrics["task"], {"accepted": 0, "rejected": 0})
         counts[r.metrics["status"]] += 1
     summary = {"bench": BENCH, "model": deps.writer.model, "checker_model": deps.checker.model,
-               "dataset": deps.dataset, "labels": len(records), "accepted": len(accepted),
+               "dataset": deps.dataset, "labels": n_labels, "accepted": len(accepted),
                "rejected": len(rejected), "per_task": per_task}
-    store_summary(deps.store, report.run_id, BENCH, deps.writer.model, summary, [r.id for r in rows])
-    return report, summary, accepted, rejected
+    return summary, accepted, rejected

@@ -1,84 +1,85 @@
-"""``carealign bench medication``: medication knowledge and its boundaries (ChiDrug, PROTOCOLS.md
-section 5) on items in the format of ``benchmarks.medication``.
+"""The medication bench's node: answer one item (an option letter, free text, or "I don't know", with
+a stated confidence when the settings ask for one) and grade an open answer against the reference.
 
-    START -> answer_item -> (grade_open) -> END
-
-The model answers each item (an option letter, free text, or "I don't know") with a stated
-confidence when the setting asks for one; open answers are graded against the reference by the
-grader model. Per-item results go to ``bench_results`` (bench ``medication``); the summary (accuracy
-per task, abstention, accuracy when answering, over-confidence, ECE) is the run's ``summary``.
-"""
+Per-item results go to ``bench_results`` (bench ``medication``); the summary (accuracy per task,
+abstention, accuracy when answering, over-confidence, ECE) comes from
+``benchmarks.datasets.medication``."""
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
-from typing import Annotated, Any, TypedDict
-
-from langgraph.graph import END, START, StateGraph
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from agents.engine import CallContext, LLMEngine
 from agents.errors import LLMCallFailed
 from agents.medication_roles import MedicationAnswerer, OpenAnswerGrader
 from agents.prompts import prompt_hash
-from benchmarks.medication import ABSTAIN_PHRASES, is_abstention, medication_metrics
-from graphs.bench_store import run_bench, store_result
-from graphs.candidates import item_payload
-from graphs.runner import WorkflowReport
+from benchmarks.datasets.medication import is_abstention, medication_metrics
+from graphs.bench.configuration import BenchConfig
+from graphs.bench.results import BenchJob
+from graphs.bench.state import MedicationBenchState
 from store import Store
+from store.bench import store_result
+from store.lookups import item_payload
 from store.records import sha256_of
+
+if TYPE_CHECKING:
+    from store.models import BenchResult
 
 BENCH = "medication"
 
 
 @dataclass
-class MedicationBenchSettings:
-    ask_confidence: bool = True
-    seed: int = 0
-    ece_bins: int = 10  # unpublished: equal-width bins on [0, 1]
-    abstain_phrases: tuple[str, ...] = ABSTAIN_PHRASES  # open answers meaning "I don't know"
-
-
-@dataclass
 class MedicationBenchDeps:
+    """The store, the answering model, the grader of open answers, the ``[bench]`` settings, the
+    seed and the dataset name."""
+
     store: Store
     model: LLMEngine
-    grader: LLMEngine  # grades open answers
-    settings: MedicationBenchSettings
+    grader: LLMEngine
+    config: BenchConfig
+    seed: int = 0
     dataset: str = ""
 
     @property
     def job_key(self) -> str:
-        s = self.settings
         return sha256_of({
             "kind": "bench-medication", "dataset": self.dataset, "model": [self.model.model,
                                                                          self.model.request_params()],
-            "grader": self.grader.model, "ask_confidence": s.ask_confidence, "seed": s.seed,
-            "abstain": list(s.abstain_phrases),
+            "grader": self.grader.model, "ask_confidence": self.config.ask_confidence, "seed": self.seed,
+            "abstain": list(self.config.abstain_phrases),
             "prompts": [prompt_hash(MedicationAnswerer.prompt), prompt_hash(OpenAnswerGrader.prompt)],
         })[:32]
 
-
-class MedicationState(TypedDict, total=False):
-    run_id: str
-    item_id: int
-    failures: Annotated[list[str], operator.add]
-    outcome: str
+    @property
+    def job(self) -> BenchJob:
+        return BenchJob(self.store, BENCH, self.job_key, self.dataset, self.model.model, self.config)
 
 
-def build_medication_bench_graph(deps: MedicationBenchDeps):
-    store, settings = deps.store, deps.settings
-    answerer = MedicationAnswerer(deps.model, settings.ask_confidence)
-    grader = OpenAnswerGrader(deps.grader)
+class MedicationNodes:
+    """Node functions bound to their dependencies (read only when a node runs)."""
 
-    async def answer_item(state: MedicationState) -> dict[str, Any]:
-        item = item_payload(store, state["item_id"])
+    def __init__(self, deps: MedicationBenchDeps | None):
+        self.deps = deps
+
+    @cached_property
+    def answerer(self) -> MedicationAnswerer:
+        return MedicationAnswerer(self.deps.model, self.deps.config.ask_confidence)
+
+    @cached_property
+    def grader(self) -> OpenAnswerGrader:
+        return OpenAnswerGrader(self.deps.grader)
+
+    async def answer_item(self, state: MedicationBenchState) -> dict[str, Any]:
+        d = self.deps
+        item = item_payload(d.store, state["item_id"])
         ctx = CallContext(run_id=state["run_id"], item_id=state["item_id"])
         try:
-            a = await answerer.answer(item, ctx, seed=settings.seed)
+            a = await self.answerer.answer(item, ctx, seed=d.seed)
         except LLMCallFailed as exc:
             return {"failures": [f"answer: {exc.reason}"], "outcome": "failed: no answer"}
-        abstained = is_abstention(a.answer, settings.abstain_phrases)
+        abstained = is_abstention(a.answer, d.config.abstain_phrases)
         calls, explanation = [a.call_id], None
         if abstained:
             correct = False
@@ -86,31 +87,17 @@ def build_medication_bench_graph(deps: MedicationBenchDeps):
             correct = a.answer == item["answer"]
         else:
             try:
-                correct, explanation, grade_call = await grader.grade(item["question"], item["answer"], a.answer, ctx)
+                correct, explanation, grade_call = await self.grader.grade(item["question"], item["answer"],
+                                                                           a.answer, ctx)
             except LLMCallFailed as exc:
                 return {"failures": [f"grade: {exc.reason}"], "outcome": "failed: not graded"}
             calls.append(grade_call)
-        store_result(store, state["run_id"], BENCH, state["item_id"], deps.model.model, {
+        store_result(d.store, state["run_id"], BENCH, state["item_id"], d.model.model, {
             "task": item["task"], "format": "mc" if item.get("options") else "open", "answer": a.answer,
             "abstained": abstained, "correct": correct, "confidence": a.confidence, "grader_explanation": explanation,
         }, calls)
         return {"outcome": "abstained" if abstained else ("correct" if correct else "wrong")}
 
-    g = StateGraph(MedicationState)
-    g.add_node("answer_item", answer_item)
-    g.add_edge(START, "answer_item")
-    g.add_edge("answer_item", END)
-    return g.compile()
-
-
-async def run_medication_bench(
-    deps: MedicationBenchDeps, records: list[dict[str, Any]], run_config: dict[str, Any], **run: Any,
-) -> tuple[WorkflowReport, dict[str, Any] | None]:
-    """Run the bench, then store and return the summary (None when no item has a result)."""
-    def summarise(rows: list) -> dict[str, Any]:
-        return {**medication_metrics([r.metrics for r in rows], deps.settings.ece_bins),
-                "grader_model": deps.grader.model}
-
-    return await run_bench(deps.store, BENCH, deps.job_key, build_medication_bench_graph(deps), records,
-                           deps.dataset, run_config, {"model": deps.model, "grader": deps.grader}, deps.model.model,
-                           summarise, **run)
+    def summarise(self, rows: list[BenchResult]) -> dict[str, Any]:
+        d = self.deps
+        return {**medication_metrics([r.metrics for r in rows], d.config.ece_bins), "grader_model": d.grader.model}

@@ -1,113 +1,74 @@
-"""What the bench graphs share: per-item results and run summaries in ``bench_results``.
+"""What the bench graphs share: one bench job and its bookkeeping.
 
-Per-item rows are keyed ``item:<item id>`` (or a finer key) within (run, bench); a run's summary is
-the row ``summary``. A bench job resumes like every workflow (items done by an earlier run of the
-same job are not redone), so a summary reads the newest result of each input item across the runs
-of its job, and only for the items of this input set.
+A bench runs its graph over the items as one resumable job (items done by an earlier run of the
+same job are not redone); each node stores its item's result in ``bench_results``
+(``store.bench``). After the run the newest result of each input item, across the runs of the job,
+is summarised and the summary stored as the run's ``summary`` row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from graphs.bench.configuration import BenchConfig
+from graphs.common.runner import ItemOutcome, WorkflowReport, run_workflow
+from store import Store
+from store.bench import job_results, store_summary
+from store.lookups import stored_item_ids
 
-from graphs.runner import WorkflowReport, run_workflow
-from store import Store, insert_ignore
-from store.models import BenchResult, Item, Run
-from store.records import sha256_of
+if TYPE_CHECKING:
+    from store.models import BenchResult
 
-SUMMARY = "summary"
+OnItem = Callable[[ItemOutcome], None]
+Summarise = Callable[[list["BenchResult"]], dict[str, Any]]
 
 
 def bench_outcome(state: dict[str, Any]) -> tuple[bool, str, list[str]]:
-    """An item is done when its result is stored (no failure on the way)."""
+    """An item is done when no call on the way failed (a rejected or wrong answer is a result)."""
     failures = list(state.get("failures", []))
     return not failures, state.get("outcome", "no outcome"), failures
 
 
-def item_key(item_id: int, suffix: str | None = None) -> str:
-    return f"item:{item_id}" + (f":{suffix}" if suffix else "")
+@dataclass(frozen=True)
+class BenchJob:
+    """One bench job: where its results go (``bench`` names them in ``bench_results``), what
+    identifies it (``job_key``), the model its summary is about, and the run kind
+    [default: ``bench-<bench>``]."""
+
+    store: Store
+    bench: str
+    job_key: str
+    dataset: str
+    model: str
+    config: BenchConfig
+    kind: str = ""
 
 
-def store_result(store: Store, run_id: str, bench: str, item_id: int | None, model: str | None,
-                 metrics: dict[str, Any], llm_call_ids: Sequence[int | None], result_key: str | None = None) -> None:
-    """One result row (idempotent per run, bench and key); call ids that were not recorded are dropped."""
-    with store.session() as s:
-        insert_ignore(s, BenchResult, [{
-            "run_id": run_id, "bench": bench, "result_key": result_key or item_key(item_id), "item_id": item_id,
-            "model": model, "metrics": metrics, "llm_call_ids": [c for c in llm_call_ids if c is not None],
-        }], ["run_id", "bench", "result_key"])
+async def run_job(job: BenchJob, graph: Any, records: list[dict[str, Any]], run_config: dict[str, Any],
+                  engines: dict[str, Any], *, redo: bool = False,
+                  on_item: OnItem | None = None) -> tuple[WorkflowReport, list[int], list[BenchResult]]:
+    """Run the graph over the items; returns the report, the input's item ids and the job's newest
+    result rows for them. The run's config names the bench beside the ``[bench]`` settings."""
+    report = await run_workflow(job.store, job.kind or f"bench-{job.bench}", job.job_key, graph, records,
+                                job.dataset, {**run_config, "bench_name": job.bench}, bench_outcome, engines,
+                                item_concurrency=job.config.item_concurrency, lease_seconds=job.config.lease_seconds,
+                                redo=redo, on_item=on_item)
+    item_ids = stored_item_ids(job.store, job.dataset, records)
+    return report, item_ids, job_results(job.store, job.bench, job.job_key, item_ids)
 
 
-def input_item_ids(store: Store, dataset: str, records: Sequence[dict[str, Any]]) -> list[int]:
-    """The stored item ids of ``records`` (as ``upsert_items`` stored them), in input order."""
-    hashes = [sha256_of(r["payload"]) for r in records]
-    with store.session() as s:
-        found = dict(s.execute(select(Item.content_hash, Item.id).where(Item.dataset == dataset,
-                                                                         Item.content_hash.in_(set(hashes)))).all())
-    return [found[h] for h in hashes if h in found]
-
-
-def job_results(store: Store, bench: str, job_key: str, item_ids: Sequence[int]) -> list[BenchResult]:
-    """The newest per-item rows of ``bench`` written by any run of ``job_key`` for these items,
-    in the order of ``item_ids`` (several rows per item when a bench keys results finer)."""
-    wanted = set(item_ids)
-    with store.session() as s:
-        rows = s.scalars(select(BenchResult).join(Run, Run.id == BenchResult.run_id)
-                         .where(Run.job_key == job_key, BenchResult.bench == bench, BenchResult.result_key != SUMMARY)
-                         .order_by(Run.started_at, BenchResult.id)).all()
-        s.expunge_all()
-    newest: dict[str, BenchResult] = {}
-    for r in rows:
-        if r.item_id in wanted:
-            newest[r.result_key] = r
-    order = {item: n for n, item in enumerate(item_ids)}
-    return sorted(newest.values(), key=lambda r: (order[r.item_id], r.result_key))
-
-
-def store_summary(store: Store, run_id: str, bench: str, model: str | None, metrics: dict[str, Any],
-                  result_ids: Sequence[int]) -> None:
-    """The run's summary row; ``metrics`` records which result rows it was computed from."""
-    store_result(store, run_id, bench, None, model, {**metrics, "result_ids": list(result_ids)}, [], SUMMARY)
-
-
-def run_summaries(store: Store, run_ids: Sequence[str]) -> list[tuple[Run, BenchResult]]:
-    """The summary rows of the given runs (run ids may be given as unique prefixes), in the order
-    asked. A run without a bench summary is an error naming it."""
-    out = []
-    with store.session() as s:
-        for wanted in run_ids:
-            runs = s.scalars(select(Run).where(Run.id.startswith(wanted))).all()
-            if len(runs) != 1:
-                raise ValueError(f"run {wanted!r}: " + ("no such run" if not runs else
-                                                        f"{len(runs)} runs start with it; give more characters"))
-            row = s.scalars(select(BenchResult).where(BenchResult.run_id == runs[0].id,
-                                                      BenchResult.result_key == SUMMARY)).first()
-            if row is None:
-                raise ValueError(f"run {runs[0].id} has no bench summary (is it a `carealign bench` run?)")
-            out.append((runs[0], row))
-        s.expunge_all()
-    return out
-
-
-Summarise = Callable[[list[BenchResult]], dict[str, Any]]
-
-
-async def run_bench(store: Store, bench: str, job_key: str, graph: Any, records: list[dict[str, Any]],
-                    dataset: str, run_config: dict[str, Any], engines: dict[str, Any], model: str,
-                    summarise: Summarise, **run: Any) -> tuple[WorkflowReport, dict[str, Any] | None]:
-    """What every bench does: run its graph over the items as one resumable job, then summarise the
-    newest result of each input item and store the summary (None when no item has a result)."""
-    report = await run_workflow(store, f"bench-{bench}", job_key, graph, records, dataset,
-                                {**run_config, "bench": bench}, bench_outcome, engines, **run)
-    item_ids = input_item_ids(store, dataset, records)
-    rows = job_results(store, bench, job_key, item_ids)
+async def run_bench(job: BenchJob, graph: Any, records: list[dict[str, Any]], run_config: dict[str, Any],
+                    engines: dict[str, Any], summarise: Summarise, *, redo: bool = False,
+                    on_item: OnItem | None = None) -> tuple[WorkflowReport, dict[str, Any] | None]:
+    """What the scoring benches do: run the job, then summarise the newest result of each input item
+    and store the summary (None when no item has a result)."""
+    report, item_ids, rows = await run_job(job, graph, records, run_config, engines, redo=redo, on_item=on_item)
     if not rows:
         return report, None
     n_items = len(set(item_ids))
-    summary = {**summarise(rows), "bench": bench, "model": model, "dataset": dataset, "n_items": n_items,
+    summary = {**summarise(rows), "bench": job.bench, "model": job.model, "dataset": job.dataset, "n_items": n_items,
                "n_failed": n_items - len({r.item_id for r in rows})}
-    store_summary(store, report.run_id, bench, model, summary, [r.id for r in rows])
+    store_summary(job.store, report.run_id, job.bench, job.model, summary, [r.id for r in rows])
     return report, summary

@@ -10,13 +10,10 @@ from agents.engine import CallContext, LLMEngine
 from agents.errors import LLMCallFailed
 from agents.roles import AnswerGenerator
 from store import Store
-from store.models import Candidate
-from store.records import add_candidate, get_item
+from store.lookups import candidates, item_payload
+from store.records import add_candidate
 
-
-def item_payload(store: Store, item_id: int) -> dict[str, Any]:
-    with store.session() as s:
-        return dict(get_item(s, item_id).payload)
+__all__ = ["answer_and_store", "distinct_candidate_ids", "item_payload", "pairing_outcome"]
 
 
 async def answer_and_store(store: Store, engine: LLMEngine, payload: dict[str, Any], run_id: str, item_id: int,
@@ -39,14 +36,13 @@ async def answer_and_store(store: Store, engine: LLMEngine, payload: dict[str, A
 def distinct_candidate_ids(store: Store, candidate_ids: Iterable[int]) -> list[int]:
     """Candidates with distinct normalised text, first of each kept in (model, sample) order: an
     answer that came twice is judged once and never paired with itself."""
-    with store.session() as s:
-        rows = sorted((s.get(Candidate, cid) for cid in set(candidate_ids)), key=lambda c: (c.model, c.sample_index))
-        seen: set[str] = set()
-        distinct = []
-        for c in rows:
-            if c.text_hash not in seen:
-                seen.add(c.text_hash)
-                distinct.append(c.id)
+    rows = sorted(candidates(store, candidate_ids).values(), key=lambda c: (c.model, c.sample_index))
+    seen: set[str] = set()
+    distinct = []
+    for c in rows:
+        if c.text_hash not in seen:
+            seen.add(c.text_hash)
+            distinct.append(c.id)
     return distinct
 
 

@@ -16,12 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
-
 from store import Store
-from store.models import PreferencePair, WorkItem
-from store.queue import CLAIMED, PENDING, claim, complete, enqueue, renew, requeue_done, retry_failed
+from store.queue import claim, complete, enqueue, release, renew, requeue_done, retry_failed
 from store.records import create_run, finish_run, upsert_items
+from store.run_reports import pairs_of_run
 
 
 @dataclass
@@ -108,24 +106,13 @@ async def run_job(
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        release(store, worker, list(running.values()))
+        with store.session() as s:
+            release(s, worker, list(running.values()))
         raise
     finally:
         heartbeat.cancel()
         summary.seconds = time.perf_counter() - start
     return summary
-
-
-def release(store: Store, worker: str, work_ids: list[int]) -> None:
-    """Hand unfinished claims back to the queue at once (instead of waiting for their lease)."""
-    if not work_ids:
-        return
-    with store.session() as s:
-        s.execute(
-            update(WorkItem)
-            .where(WorkItem.id.in_(work_ids), WorkItem.claimed_by == worker, WorkItem.status == CLAIMED)
-            .values(status=PENDING, claimed_by=None, claimed_at=None)
-        )
 
 
 @dataclass
@@ -167,8 +154,7 @@ async def run_workflow(
     finally:
         usage = {role: engine.usage.as_dict() for role, engine in engines.items()}
         with store.session() as s:
-            new_pairs = int(s.scalar(select(func.count()).select_from(PreferencePair)
-                                     .where(PreferencePair.run_id == run_id)))
+            new_pairs = pairs_of_run(s, run_id)
             stats = {"items": len(set(item_ids)), "done": summary.done, "failed": summary.failed,
                      "outcomes": summary.outcomes, "reasons": summary.reasons, "seconds": round(summary.seconds, 3),
                      "new_pairs": new_pairs, "usage": usage}

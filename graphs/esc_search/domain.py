@@ -1,101 +1,64 @@
-"""The ESC domain of the strategy search: the settings, the dependencies (engines, strategy set,
-judge weights) and ``EscDomain``, which plugs the strategist, supporter, seeker and judge into the
-generic ``mcts.MCTS`` (priors, expansion, simulation, terminal test). ``graphs.esc_search``
-assembles the per-seed workflow around it; the call-saving measures are described there."""
+"""The ESC domain of the strategy search: ``EscDomain`` plugs the strategist, supporter, seeker and
+judge into the generic ``mcts.MCTS`` (priors, expansion, simulation, terminal test), and the search's
+settings, depth limit and early-stop test are derived from ``EscSearchConfig`` here.
+
+A node is one supporter turn: its strategy (the action), the supporter text, the simulated seeker
+reply and an ``ended`` flag; every LLM call that made or evaluated it is on its ``llm_call_ids``.
+
+Fewer calls than the reference (measured in tests/perf/bench_esc.py), each a setting:
+- priors: one strategist call per node, cached in the node (the MCTS asks once; the first rollout
+  step from a node reuses it too);
+- ``batch_expand``: the ``expand_k`` siblings the search materialises at once are written by ONE
+  structured supporter call (one response per strategy), not ``n`` > 1 samples of one prompt;
+- ``lazy_seeker``: a sibling's seeker reply is simulated only when the sibling is first evaluated;
+- ``reuse_rollouts``: a rollout's turns are kept in the node; the child that the rollout's greedy
+  first step took becomes a node with that turn, its score and the rest of the rollout, for free;
+- ``batch_judge`` / ``cache_scores``: every supporter turn is judged once, all new turns of a
+  simulation in one call, and the score is kept with the turn;
+- early stop: a tree stops when no turn joined a preference pair for ``early_stop_patience``
+  iterations (a pair formed by two turns both already in other pairs, neither on the iteration's
+  path, does not count).
+"""
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from agents.engine import CallContext, LLMEngine
-from agents.esc import (
-    Judge,
-    JudgeWeights,
-    Reply,
-    Seeker,
-    Strategist,
-    StrategySet,
-    Supporter,
-    load_strategy_set,
-    priors_from_ratings,
-)
-from agents.prompts import prompt_hash
-from mcts import CallCounter, ChildSpec, Node
-from store import Store
+from agents.esc import Judge, Reply, Seeker, Strategist, StrategySet, Supporter, priors_from_ratings
+from graphs.esc_search.configuration import EscSearchConfig
+from mcts import CallCounter, ChildSpec, Node, PreferencePair, SearchConfig, Tree, extract_pairs
 from store.records import sha256_of
 
-PROMPTS = ("esc_strategist", "esc_supporter", "esc_supporter_multi", "esc_seeker", "esc_judge")
-BUDGET_FIELDS = ("iterations", "early_stop_patience", "max_llm_calls")
+
+def max_depth(config: EscSearchConfig, tree: Tree) -> int:
+    return int(tree.root.state.get("gold_turns", 0)) + config.max_new_turns
 
 
-@dataclass
-class EscSettings:
-    strategy_set: str = "extes"
-    iterations: int = 100
-    c_puct: float = 1.0
-    rollout_depth: int = 4
-    max_new_turns: int = 8  # supporter turns the search may add after the gold prefix
-    gold_turns: int = 2
-    q_min: float = 0.5
-    n_min: int = 2
-    margin: float = 0.25
-    weights: JudgeWeights = field(default_factory=JudgeWeights)
-    prior_temperature: float = 5.0
-    expand_k: int = 3
-    early_stop_patience: int | None = 30
-    max_llm_calls: int | None = None
-    unvisited_q: float = 0.0
-    seed: int = 0
-    batch_expand: bool = True
-    lazy_seeker: bool = True
-    reuse_rollouts: bool = True
-    cache_ratings: bool = True
-    batch_judge: bool = True
-    cache_scores: bool = True
-
-    def shaping(self) -> dict[str, Any]:
-        """Everything that shapes a tree; budgets only decide where it stops (same tree id)."""
-        return {k: v for k, v in asdict(self).items() if k not in BUDGET_FIELDS}
+def search_config(config: EscSearchConfig, seed: int, tree: Tree) -> SearchConfig:
+    return SearchConfig(c_puct=config.c_puct, iterations=config.iterations, max_llm_calls=config.max_llm_calls,
+                        max_depth=max_depth(config, tree), seed=seed, expand_k=config.expand_k,
+                        early_stop_patience=config.early_stop_patience, unvisited_q=config.unvisited_q)
 
 
-def same_model(a: LLMEngine, b: LLMEngine) -> bool:
-    return a.model == b.model and getattr(a.backend, "base_url", None) == getattr(b.backend, "base_url", None)
+def tree_pairs(tree: Tree, config: EscSearchConfig) -> list[PreferencePair]:
+    """The tree's preference pairs under the configured thresholds."""
+    return extract_pairs(tree, q_min=config.q_min, n_min=config.n_min, margin=config.margin)
 
 
-@dataclass
-class EscDeps:
-    store: Store
-    supporter: LLMEngine  # the generator: strategist, supporter and seeker
-    judge: LLMEngine
-    settings: EscSettings
-    dataset: str = ""
+def pair_members(tree: Tree, config: EscSearchConfig) -> Callable[[Node], bool]:
+    """The early-stop test: a node qualifies when it is one side of a current pair."""
+    memo: dict[int, set[str]] = {}
 
-    def __post_init__(self) -> None:
-        self.strategies: StrategySet = load_strategy_set(self.settings.strategy_set)
-        if same_model(self.supporter, self.judge):
-            warnings.warn(f"esc-search: the judge and the supporter are the same model ({self.judge.model}): it "
-                          "scores its own turns; set --judge-model / --judge-base-url for an independent judge",
-                          stacklevel=2)
+    def qualifies(node: Node) -> bool:
+        it = tree.meta.iterations
+        if it not in memo:
+            memo.clear()
+            memo[it] = {p for pair in tree_pairs(tree, config) for p in (pair.preferred.path, pair.rejected.path)}
+        return node.path in memo[it]
 
-    @property
-    def tree_key(self) -> str:
-        return sha256_of({
-            "kind": "esc-search", "dataset": self.dataset, "supporter": [self.supporter.model,
-                                                                         self.supporter.request_params()],
-            "judge": [self.judge.model, self.judge.request_params()], "settings": self.settings.shaping(),
-            "strategies": self.strategies.digest(), "prompts": [prompt_hash(p) for p in PROMPTS],
-        })[:32]
-
-    @property
-    def job_key(self) -> str:
-        """The tree key plus the budgets: a larger budget is a new job that continues the same trees."""
-        s = self.settings
-        return sha256_of([self.tree_key, s.iterations, s.early_stop_patience, s.max_llm_calls])[:32]
-
-    def tree_id(self, item_id: int) -> str:
-        return f"esc-{sha256_of([self.tree_key, item_id])[:40]}"
+    return qualifies
 
 
 # -- dialogue views of a node -------------------------------------------------------------------
@@ -129,14 +92,15 @@ def chat_prompt(node: Node) -> list[dict[str, str]]:
 class EscDomain:
     """The ESC problem for ``mcts.MCTS``: actions are strategies, rewards come from the judge."""
 
-    def __init__(self, supporter: LLMEngine, judge: LLMEngine, strategies: StrategySet, settings: EscSettings,
-                 counter: CallCounter, ctx: CallContext, max_depth: int):
-        self.s, self.strategies, self.counter, self.ctx, self.max_depth = settings, strategies, counter, ctx, max_depth
+    def __init__(self, supporter: LLMEngine, judge: LLMEngine, strategies: StrategySet, config: EscSearchConfig,
+                 seed: int, counter: CallCounter, ctx: CallContext, max_depth: int):
+        self.config, self.seed, self.weights = config, seed, config.weights()
+        self.strategies, self.counter, self.ctx, self.max_depth = strategies, counter, ctx, max_depth
         self.strategist, self.supporter = Strategist(supporter, strategies), Supporter(supporter, strategies)
         self.seeker, self.judge = Seeker(supporter, strategies), Judge(judge, strategies)
 
     def _seed(self, *parts: Any) -> int:
-        return int(sha256_of([self.s.seed, *parts])[:8], 16)
+        return int(sha256_of([self.seed, *parts])[:8], 16)
 
     async def _call(self, coro: Any, ids: list[Any]) -> Reply:
         reply = await coro
@@ -155,18 +119,18 @@ class EscDomain:
 
     # -- Domain protocol --------------------------------------------------------------------------
     async def priors(self, node: Node) -> dict[str, float]:
-        ratings = node.state.get("ratings") if self.s.cache_ratings else None
+        ratings = node.state.get("ratings") if self.config.cache_ratings else None
         if ratings is None:
             ratings = await self._rate(node, turns_of(node), node.path, node.llm_call_ids)
             node.state["ratings"] = ratings
-        return priors_from_ratings(ratings, self.s.prior_temperature)
+        return priors_from_ratings(ratings, self.config.prior_temperature)
 
     async def is_terminal(self, node: Node) -> bool:
         return node.ended
 
     async def expand(self, node: Node, actions: list[str]) -> list[ChildSpec]:
         turns, specs = turns_of(node), {}
-        rollout = node.state.get("rollout") if self.s.reuse_rollouts else None
+        rollout = node.state.get("rollout") if self.config.reuse_rollouts else None
         if rollout and rollout[0]["strategy"] in actions:
             step = rollout[0]
             state = {"strategy": step["strategy"], "supporter": step["supporter"], "seeker": step["seeker"],
@@ -179,7 +143,7 @@ class EscDomain:
                 state["rollout"] = rollout[1:]
             specs[step["strategy"]] = ChildSpec(state, list(step["call_ids"]), step["ended"])
         todo = [a for a in actions if a not in specs]
-        if self.s.batch_expand and len(todo) > 1:
+        if self.config.batch_expand and len(todo) > 1:
             ids: list[Any] = []
             reply = await self._call(self.supporter.respond_many(turns, todo, self.ctx,
                                                                  self._seed("expand", node.path, todo)), ids)
@@ -193,7 +157,7 @@ class EscDomain:
                 made.append((a, reply.value, ids))
         for a, text, ids in made:
             state = {"strategy": a, "supporter": text, "seeker": None, "ended": False, "score": None}
-            if not self.s.lazy_seeker:
+            if not self.config.lazy_seeker:
                 await self._seek(node.path + "/" + a, turns + [{"speaker": "supporter", "text": text}], state, ids,
                                  node)
             specs[a] = ChildSpec(state, ids, state["ended"])
@@ -217,24 +181,24 @@ class EscDomain:
         node.ended = bool(st.get("ended")) if own else node.ended
         steps: list[dict[str, Any]] = []
         if not node.ended:
-            cached = st.get("rollout") if self.s.reuse_rollouts else None
+            cached = st.get("rollout") if self.config.reuse_rollouts else None
             steps = cached if cached else await self._rollout(node, ids)
             st["rollout"] = steps
         await self._judge(node, own, steps, ids)
         node.llm_call_ids.extend(ids)
         scores = ([st["score"]["turn_score"]] if own else []) + [s["score"]["turn_score"] for s in steps]
-        return self.s.weights.reward(scores)
+        return self.weights.reward(scores)
 
     async def _rollout(self, node: Node, ids: list[Any]) -> list[dict[str, Any]]:
         """Greedy: the strategist's top strategy each turn, at most ``rollout_depth`` turns, until the
         seeker ends the conversation or the turn limit is reached."""
         turns, steps = turns_of(node), []
-        ratings = node.state.get("ratings") if self.s.cache_ratings else None
+        ratings = node.state.get("ratings") if self.config.cache_ratings else None
         if ratings is None:
             ratings = await self._rate(node, turns, node.path, ids)
-            if self.s.cache_ratings:
+            if self.config.cache_ratings:
                 node.state["ratings"] = ratings
-        for i in range(self.s.rollout_depth):
+        for i in range(self.config.rollout_depth):
             depth = node.depth + i + 1
             if depth > self.max_depth:
                 break
@@ -250,7 +214,7 @@ class EscDomain:
             if not step["ended"] and depth >= self.max_depth:
                 step["ended"], step["end_reason"] = True, "turn_limit"
             steps.append(step)
-            if step["ended"] or i + 1 >= self.s.rollout_depth or depth + 1 > self.max_depth:
+            if step["ended"] or i + 1 >= self.config.rollout_depth or depth + 1 > self.max_depth:
                 break
             ratings = await self._rate(node, turns, key, step["call_ids"])
             step["ratings"] = ratings
@@ -269,18 +233,15 @@ class EscDomain:
             targets.append((len(turns), step))
             turns = turns + [{"speaker": "supporter", "text": step["supporter"]},
                              {"speaker": "seeker", "text": step["seeker"]}]
-        if self.s.cache_scores:
+        if self.config.cache_scores:
             targets = [(i, t) for i, t in targets if t.get("score") is None]
         if not targets:
             return
-        groups = [targets] if self.s.batch_judge else [[t] for t in targets]
+        groups = [targets] if self.config.batch_judge else [[t] for t in targets]
         for group in groups:
             idx = [i for i, _ in group]
             reply = await self._call(self.judge.score(turns, idx, self.ctx, self._seed("judge", node.path, idx)), ids)
             for (_, target), scores in zip(group, reply.value, strict=True):
-                target["score"] = {**scores, "turn_score": self.s.weights.turn_score(scores)}
+                target["score"] = {**scores, "turn_score": self.weights.turn_score(scores)}
                 if target is not node.state:
                     target["call_ids"].append(reply.call_id)
-
-
-# -- the per-item workflow ------------------------------------------------------------------------

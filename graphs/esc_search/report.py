@@ -1,4 +1,5 @@
-"""What an ESC search produced: ESC-Pro-style dialogues, per-tree figures and the strategy mix.
+"""What an ESC search produced: ESC-Pro-style dialogues, per-tree figures and the strategy mix, and
+the files a run writes (dialogues JSON, one GraphML per tree, a PNG of one tree).
 
 Read from the trees themselves (``tree_nodes``), so a report after a resumed or repeated run counts
 the whole tree, not only what the last run added.
@@ -6,43 +7,36 @@ the whole tree, not only what the last run added.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
-from graphs.esc_domain import EscDeps, chat_prompt, tagged
-from mcts import SQLNodeStore, Tree, extract_pairs, preferred_nodes
-from store import Store
-from store.models import Item
-from store.records import sha256_of
+from graphs.esc_search.domain import chat_prompt, tagged, tree_pairs
+from graphs.esc_search.nodes import EscDeps
+from mcts import SQLNodeStore, Tree, preferred_nodes
+from store.lookups import stored_item_ids
 
 
-def item_ids_for(store: Store, dataset: str, records: list[dict[str, Any]]) -> list[int]:
-    """The stored items of ``records`` (those a run queued), in input order."""
-    hashes = [sha256_of(r["payload"]) for r in records]
-    with store.session() as s:
-        found = dict(s.execute(select(Item.content_hash, Item.id).where(
-            Item.dataset == dataset, Item.content_hash.in_(set(hashes)))).all())
-    return [found[h] for h in hashes if h in found]
-
-
-def load_trees(deps: EscDeps, item_ids: list[int]) -> list[Tree]:
+def load_trees(deps: EscDeps, records: list[dict[str, Any]]) -> list[Tree]:
+    """The stored trees of these seed dialogues (those a run queued), in input order."""
     nodes = SQLNodeStore(deps.store)
-    return [nodes.load_tree(deps.tree_id(i)) for i in item_ids if nodes.exists(deps.tree_id(i))]
+    tree_ids = [deps.tree_id(i) for i in stored_item_ids(deps.store, deps.dataset, records)]
+    return [nodes.load_tree(t) for t in tree_ids if nodes.exists(t)]
 
 
 def esc_pro_dialogues(deps: EscDeps, tree: Tree) -> list[dict[str, Any]]:
     """Each preferred root-to-ended path as a full dialogue; every supporter turn lists its rejected
     siblings (the pairs' negatives at that turn) with their Q and N."""
-    s = deps.settings
-    pairs = extract_pairs(tree, q_min=s.q_min, n_min=s.n_min, margin=s.margin)
+    c = deps.config
+    pairs = tree_pairs(tree, c)
     rejected: dict[str, list[dict[str, Any]]] = {}
     for p in pairs:
         rejected.setdefault(p.parent_path, []).append({"strategy": p.rejected.state["strategy"],
                                                        "content": p.rejected.state["supporter"],
                                                        "q": p.rejected.value, "n": p.rejected.visits})
-    preferred = preferred_nodes(tree, s.q_min, s.n_min)
+    preferred = preferred_nodes(tree, c.q_min, c.n_min)
     out = []
     for leaf in tree:
         if not (leaf.ended and leaf.path in preferred):
@@ -65,13 +59,12 @@ def esc_pro_dialogues(deps: EscDeps, tree: Tree) -> list[dict[str, Any]]:
 
 def summarise(deps: EscDeps, trees: list[Tree]) -> dict[str, Any]:
     """Totals over the trees: iterations, nodes, LLM calls charged, pairs, margins, strategy mix."""
-    s = deps.settings
     chosen: Counter[str] = Counter()
     rejected: Counter[str] = Counter()
     margins: list[float] = []
     skipped = 0
     for tree in trees:
-        for p in extract_pairs(tree, q_min=s.q_min, n_min=s.n_min, margin=s.margin):
+        for p in tree_pairs(tree, deps.config):
             if not chat_prompt(p.preferred.parent):
                 skipped += 1
                 continue
@@ -87,3 +80,31 @@ def summarise(deps: EscDeps, trees: list[Tree]) -> dict[str, Any]:
         "calls_per_pair": calls / len(margins) if margins else None,
         "chosen_strategies": dict(sorted(chosen.items())), "rejected_strategies": dict(sorted(rejected.items())),
     }
+
+
+@dataclass
+class Written:
+    """What ``write_outputs`` wrote."""
+
+    dialogues: int
+    graphml: int
+    picture: Path | None
+
+
+def write_outputs(deps: EscDeps, trees: list[Tree], out_dir: Path) -> Written:
+    """``esc_pro_dialogues.json`` (the preferred paths as dialogues), one GraphML per tree and a PNG of
+    the tree with the most preferred dialogues (then the most nodes)."""
+    from mcts.export import render_png, write_graphml  # networkx and matplotlib: only when writing
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dialogues = [d for t in trees for d in esc_pro_dialogues(deps, t)]
+    (out_dir / "esc_pro_dialogues.json").write_text(json.dumps(dialogues, ensure_ascii=False, indent=1),
+                                                    encoding="utf-8")
+    for t in trees:
+        write_graphml(t, out_dir / f"{t.tree_id}.graphml")
+    picture = None
+    if trees:
+        best = max(trees, key=lambda t: (sum(1 for d in dialogues if d["tree_id"] == t.tree_id), len(t)))
+        picture = out_dir / f"{best.tree_id}.png"
+        render_png(best, picture)
+    return Written(len(dialogues), len(trees), picture)

@@ -21,15 +21,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-
 from agents.filter_panel import Example
-from graphs.factbench import DECISION_KIND, FILTER_KIND, SPAN_CRITERION
 from store import Store
-from store.models import Candidate, Item, Judgment
-from store.records import add_judgments, create_run, finish_run
-
-REVIEW_KIND = "factbench_review"
+from store.factbench import REVIEW_KIND, decided_variants, panel_decisions, reviewed_by, variant_span
+from store.factbench import reviews as all_reviews
+from store.records import add_judgments
 
 
 @dataclass
@@ -56,47 +52,26 @@ class CriterionReview:
     note: str = ""
 
 
-def decided_variants(store: Store, round_: int) -> list[VariantView]:
+def variants_of_round(store: Store, round_: int) -> list[VariantView]:
     """Every variant the panel decided in ``round_``, with its verdicts, in candidate order."""
-    with store.session() as s:
-        decisions = [j for j in s.scalars(select(Judgment).where(Judgment.criterion_kind == DECISION_KIND)
-                                          .order_by(Judgment.candidate_id, Judgment.id))
-                     if j.details.get("round") == round_]
-        cids = [d.candidate_id for d in decisions]
-        verdicts: dict[int, list[Judgment]] = defaultdict(list)
-        spans: dict[int, Judgment] = {}
-        for j in s.scalars(select(Judgment).where(Judgment.candidate_id.in_(cids)).order_by(Judgment.id)):
-            if j.criterion_kind == FILTER_KIND and j.details.get("round") == round_:
-                verdicts[j.candidate_id].append(j)
-            elif j.criterion == SPAN_CRITERION:
-                spans[j.candidate_id] = j
-        out = []
-        for d in decisions:
-            cand = s.get(Candidate, d.candidate_id)
-            source = s.get(Item, cand.item_id).payload["text"]
-            span = spans[d.candidate_id]
-            view = VariantView(cand.id, cand.item_id, round_, source, cand.text, span.details["error_type"],
-                               span.details["injection"], bool(d.met), dict(d.details["passed"]))
-            for j in verdicts[d.candidate_id]:
-                view.reasons.setdefault(j.criterion, []).append(f"{j.judge_model}: {'pass' if j.met else 'fail'}: "
-                                                                f"{j.reason}")
-                view.call_ids.setdefault(j.criterion, j.llm_call_id)
-            out.append(view)
+    out = []
+    for d in decided_variants(store, round_):
+        cand, span = d.candidate, d.span
+        view = VariantView(cand.id, cand.item_id, round_, d.source_text, cand.text, span.details["error_type"],
+                           span.details["injection"], bool(d.decision.met), dict(d.decision.details["passed"]))
+        for j in d.verdicts:
+            view.reasons.setdefault(j.criterion, []).append(f"{j.judge_model}: {'pass' if j.met else 'fail'}: "
+                                                            f"{j.reason}")
+            view.call_ids.setdefault(j.criterion, j.llm_call_id)
+        out.append(view)
     return out
-
-
-def reviewed_by(store: Store, reviewer: str, round_: int) -> set[int]:
-    with store.session() as s:
-        rows = s.scalars(select(Judgment).where(Judgment.criterion_kind == REVIEW_KIND,
-                                                Judgment.judge_model == f"human:{reviewer}"))
-        return {j.candidate_id for j in rows if j.details.get("review_round") == round_}
 
 
 def sample_for_review(store: Store, round_: int, size: int, seed: int, reviewer: str) -> list[VariantView]:
     """Up to ``size`` variants of the round not yet reviewed by this reviewer: half accepted, half
     rejected (the other side fills in when one runs short), each half drawn with ``seed``."""
     done = reviewed_by(store, reviewer, round_)
-    todo = [v for v in decided_variants(store, round_) if v.candidate_id not in done]
+    todo = [v for v in variants_of_round(store, round_) if v.candidate_id not in done]
     rng = random.Random(seed)
     accepted = [v for v in todo if v.accepted]
     rejected = [v for v in todo if not v.accepted]
@@ -107,16 +82,6 @@ def sample_for_review(store: Store, round_: int, size: int, seed: int, reviewer:
     take_rej = min(len(rejected), size - take_acc)
     chosen = accepted[:take_acc] + rejected[:take_rej]
     return sorted(chosen, key=lambda v: v.candidate_id)
-
-
-def start_review(store: Store, reviewer: str, round_: int, config: dict[str, Any]) -> str:
-    with store.session() as s:
-        return create_run(s, "factbench-review", {**config, "reviewer": reviewer, "round": round_})
-
-
-def finish_review(store: Store, run_id: str, stats: dict[str, Any]) -> None:
-    with store.session() as s:
-        finish_run(s, run_id, "completed", stats)
 
 
 def record_review(store: Store, run_id: str, view: VariantView, reviewer: str,
@@ -139,42 +104,30 @@ def record_review(store: Store, run_id: str, view: VariantView, reviewer: str,
         return add_judgments(s, rows)
 
 
-def _reviews(store: Store) -> list[Judgment]:
-    with store.session() as s:
-        rows = list(s.scalars(select(Judgment).where(Judgment.criterion_kind == REVIEW_KIND).order_by(Judgment.id)))
-        s.expunge_all()
-    return rows
-
-
 def fewshot_examples(store: Store, round_: int) -> dict[str, list[Example]]:
     """Criterion id -> the expert disagreements of review rounds before ``round_``, newest first."""
     out: dict[str, list[Example]] = defaultdict(list)
-    disagreements = [j for j in _reviews(store) if not j.details.get("agree") and
+    disagreements = [j for j in all_reviews(store) if not j.details.get("agree") and
                      j.details.get("review_round", round_) < round_]
-    with store.session() as s:
-        for j in reversed(disagreements):
-            cand = s.get(Candidate, j.candidate_id)
-            span = s.scalars(select(Judgment).where(Judgment.candidate_id == j.candidate_id,
-                                                    Judgment.criterion == SPAN_CRITERION)).first()
-            inj = span.details["injection"]
-            out[j.details["criterion_id"]].append(Example(
-                cand.text, inj["sentence_id"], inj["original"], inj["replacement"], span.details["error_type"],
-                bool(j.met), j.reason or ""))
+    for j in reversed(disagreements):
+        text, span = variant_span(store, j.candidate_id)
+        inj = span.details["injection"]
+        out[j.details["criterion_id"]].append(Example(
+            text, inj["sentence_id"], inj["original"], inj["replacement"], span.details["error_type"],
+            bool(j.met), j.reason or ""))
     return dict(out)
 
 
 def round_report(store: Store) -> list[dict[str, Any]]:
     """Per filtering round: variants decided, accepted, acceptance rate, variants reviewed, and per
     criterion the share of expert verdicts that agree with the panel (None when nobody reviewed)."""
-    with store.session() as s:
-        decisions = [(j.details.get("round"), bool(j.met)) for j in
-                     s.scalars(select(Judgment).where(Judgment.criterion_kind == DECISION_KIND))]
-    reviews = _reviews(store)
+    decisions = panel_decisions(store)
+    done = all_reviews(store)
     rounds = sorted({r for r, _ in decisions if r is not None})
     out = []
     for k in rounds:
         got = [met for r, met in decisions if r == k]
-        mine = [j for j in reviews if j.details.get("review_round") == k]
+        mine = [j for j in done if j.details.get("review_round") == k]
         agree: dict[str, list[bool]] = defaultdict(list)
         for j in mine:
             agree[j.details["criterion_id"]].append(bool(j.details["agree"]))

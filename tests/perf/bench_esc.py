@@ -34,9 +34,10 @@ sys.path.insert(0, str(ROOT))
 from agents.backends import OpenAICompatBackend  # noqa: E402
 from agents.engine import CallContext, EngineConfig, LLMEngine  # noqa: E402
 from agents.esc import load_strategy_set  # noqa: E402
-from graphs.esc_domain import EscDomain, EscSettings  # noqa: E402
-from graphs.esc_search import max_depth, pair_members, search_config  # noqa: E402
-from graphs.esc_seed import read_esconv_json, seed_tree  # noqa: E402
+from benchmarks.datasets.esconv import read_esconv_json  # noqa: E402
+from graphs.esc_search.configuration import EscSearchConfig  # noqa: E402
+from graphs.esc_search.domain import EscDomain, max_depth, pair_members, search_config, tree_pairs  # noqa: E402
+from graphs.esc_search.seed import seed_tree  # noqa: E402
 from mcts import MCTS, CallCounter, extract_pairs  # noqa: E402
 from tests.fake_server import FakeOpenAIServer  # noqa: E402
 
@@ -105,8 +106,8 @@ def seeds(n: int) -> list[dict]:
 
 
 async def run_mode(base_url: str, mode: str, payloads: list[dict], iterations: int) -> dict:
-    settings = EscSettings(iterations=iterations, **MODES[mode])
-    strategies = load_strategy_set(settings.strategy_set)
+    config = EscSearchConfig(iterations=iterations, **MODES[mode])
+    strategies = load_strategy_set(config.strategy_set)
     cfg = EngineConfig(model="fake-model", temperature=0.7, max_tokens=256)
     from agents.limits import Limiter
 
@@ -115,14 +116,14 @@ async def run_mode(base_url: str, mode: str, payloads: list[dict], iterations: i
     judge = LLMEngine(OpenAICompatBackend(base_url, timeout=60), EngineConfig(model="judge-model"), limiter, None)
 
     async def one(i: int, payload: dict) -> dict:
-        tree = seed_tree(f"bench-{mode}-{i}", payload, settings.gold_turns)
+        tree = seed_tree(f"bench-{mode}-{i}", payload, config.gold_turns)
         counter = CallCounter()
-        domain = EscDomain(gen, judge, strategies, settings, counter, CallContext(), max_depth(settings, tree))
+        domain = EscDomain(gen, judge, strategies, config, 0, counter, CallContext(), max_depth(config, tree))
         cls = ReferenceMCTS if mode == "reference" else MCTS
-        report = await cls(domain, tree, search_config(settings, tree), counter=counter,
-                           qualifies=pair_members(tree, settings)).run()
-        kept = extract_pairs(tree, q_min=settings.q_min, n_min=settings.n_min, margin=settings.margin)
-        loose = extract_pairs(tree, q_min=settings.q_min, n_min=settings.n_min, margin=0.0)
+        report = await cls(domain, tree, search_config(config, 0, tree), counter=counter,
+                           qualifies=pair_members(tree, config)).run()
+        kept = tree_pairs(tree, config)
+        loose = extract_pairs(tree, q_min=config.q_min, n_min=config.n_min, margin=0.0)
         return {"calls": counter.count, "iterations": report.iterations, "pairs": len(kept),
                 "pairs_margin0": len(loose), "margins": [p.margin for p in kept], "stop": report.stop_reason}
 

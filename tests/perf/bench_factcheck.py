@@ -22,8 +22,10 @@ sys.path.insert(0, str(ROOT))
 from agents.backends import OpenAICompatBackend  # noqa: E402
 from agents.engine import EngineConfig, LLMEngine  # noqa: E402
 from agents.limits import Limiter  # noqa: E402
-from graphs.factcheck import FactCheckDeps, FactCheckSettings, run_factcheck  # noqa: E402
-from graphs.factcheck_methods import parse_method  # noqa: E402
+from graphs.factcheck.configuration import FactcheckConfig  # noqa: E402
+from graphs.factcheck.graph import run_factcheck  # noqa: E402
+from graphs.factcheck.methods import parse_method  # noqa: E402
+from graphs.factcheck.nodes import FactcheckDeps  # noqa: E402
 from store import Store  # noqa: E402
 from tests.fake_server import FakeOpenAIServer  # noqa: E402
 
@@ -51,9 +53,10 @@ async def one(base_url: str, method: str, concurrency: int, texts: int) -> dict:
         store.ensure_schema()
         engine = LLMEngine(OpenAICompatBackend(base_url, timeout=30, max_connections=max(concurrency, 8)),
                            EngineConfig(model="bench", max_tokens=64, cache=False), Limiter(concurrency), store)
-        deps = FactCheckDeps(store, engine, parse_method(method), FactCheckSettings(), f"bench-{method}")
+        deps = FactcheckDeps(store, engine, parse_method(method), FactcheckConfig(item_concurrency=concurrency),
+                             dataset=f"bench-{method}")
         start = time.perf_counter()
-        report = await run_factcheck(deps, records(texts), {}, item_concurrency=concurrency)
+        report = await run_factcheck(deps, records(texts), {})
         wall = time.perf_counter() - start
         calls = engine.usage.calls
         await engine.aclose()

@@ -26,7 +26,9 @@ from sqlalchemy import select  # noqa: E402
 from agents.backends import OpenAICompatBackend  # noqa: E402
 from agents.engine import EngineConfig, LLMEngine  # noqa: E402
 from agents.limits import Limiter  # noqa: E402
-from graphs.rubric_prefs import RubricPrefsDeps, RubricPrefsSettings, run_rubric_prefs  # noqa: E402
+from graphs.rubric_prefs.configuration import RubricPrefsConfig  # noqa: E402
+from graphs.rubric_prefs.graph import run_rubric_prefs  # noqa: E402
+from graphs.rubric_prefs.nodes import RubricPrefsDeps  # noqa: E402
 from store import Store  # noqa: E402
 from store.models import PreferencePair  # noqa: E402
 from tests.fake_server import FakeOpenAIServer  # noqa: E402
@@ -56,7 +58,7 @@ def responder(body: dict) -> str:
 
 async def run_mode(base_url: str, mode: str, items: int, n: int, concurrency: int) -> dict:
     rubric = [{"criterion": c, "points": p, "tags": []} for c, p in CRITERIA]
-    from graphs.inputs import RubricInstruction
+    from benchmarks.datasets.instructions import RubricInstruction
 
     records = [{"payload": {**RubricInstruction(prompt=f"Question {i} on paracetamol?", rubric=rubric).payload(),
                             "rubric": RubricInstruction(prompt="x", rubric=rubric).parsed_rubric().model_dump(
@@ -71,10 +73,11 @@ async def run_mode(base_url: str, mode: str, items: int, n: int, concurrency: in
                              temperature=t, max_tokens=64), limiter, store)
 
         gen, grader = engine(0.8), engine(0.0)
-        deps = RubricPrefsDeps(store, [gen], grader, RubricPrefsSettings(n_candidates=n, grader_mode=mode),
+        deps = RubricPrefsDeps(store, [gen], grader, RubricPrefsConfig(n_candidates=n, grader_mode=mode,
+                                                                 item_concurrency=concurrency),
                                dataset=f"bench-{mode}")
         t = time.perf_counter()
-        report = await run_rubric_prefs(deps, records, {"bench": mode}, item_concurrency=concurrency)
+        report = await run_rubric_prefs(deps, records, {"bench": mode})
         seconds = time.perf_counter() - t
         await gen.aclose()
         await grader.aclose()

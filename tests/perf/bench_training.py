@@ -27,15 +27,19 @@ def child(args: argparse.Namespace) -> dict:
     import torch
 
     from store import Store
-    from training.config import CSOConfig, DataConfig, GRPOSettings, RMConfig, SFTSettings
+    from training.cso_config import CSOConfig
+    from training.data_config import DataConfig
+    from training.grpo_config import GRPOConfig
+    from training.rm_config import RMConfig
     from training.run import train_from_store
+    from training.sft_config import SFTConfig
 
     torch.set_num_threads(args.threads)
     common = dict(use_cpu=True, max_steps=args.steps, per_device_train_batch_size=2, learning_rate=1e-4,
                   logging_steps=1, max_length=256)
-    configs = {"rm": RMConfig(**common), "cso": CSOConfig(**common), "sft": SFTSettings(**common),
-               "grpo": GRPOSettings(**common, num_generations=2, max_completion_length=16,
-                                    reward_model=args.reward_model)}
+    configs = {"rm": RMConfig(**common), "cso": CSOConfig(**common), "sft": SFTConfig(**common),
+               "grpo": GRPOConfig(**common, num_generations=2, max_completion_length=16,
+                                  reward_model=args.reward_model)}
     kinds = ["rubric"] if args.method in ("rm", "grpo") else ["esc"]
     start = time.perf_counter()
     result = train_from_store(Store(args.db), args.method, args.model, Path(args.out), DataConfig(kinds=kinds,

@@ -1,0 +1,66 @@
+"""``carealign generate``: candidate answers per instruction, judged, best vs worst stored as a pair.
+
+The flow is ``graphs/generate/``; this module only turns options into settings and prints."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from agents.roles import load_rubric
+from benchmarks.datasets.instructions import read_instructions
+from carealign.command import check_limit, console, current, handles_errors, pipeline_session
+from carealign.options import (
+    config_option,
+    dataset_option,
+    judge_base_url_option,
+    judge_model_option,
+    limit_option,
+    no_cache_option,
+    seed_option,
+)
+from carealign.settings import Settings
+from carealign.tables import generate_summary_table
+from graphs.common.runner import WorkflowReport
+from graphs.generate.configuration import GenerateConfig
+from graphs.generate.graph import run_generate
+from graphs.generate.nodes import GenerateDeps
+
+generate_app = typer.Typer()
+
+
+async def generate_command(settings: Settings, input_file: Path, dataset: str, limit: int | None) -> WorkflowReport:
+    records = read_instructions(input_file)[:limit]  # validated before anything is opened
+    config = settings.generate
+    rubric = load_rubric(config.rubric)
+    async with pipeline_session(settings) as session:
+        engines = session.engines
+        deps = GenerateDeps(session.store, engines.generator, engines.judge, rubric, config, settings.seed)
+        report = await session.run("generate", len(records), [engines.generator, engines.judge],
+                                   lambda on_item: run_generate(deps, records, dataset, session.run_config(),
+                                                                redo=session.redo, on_item=on_item))
+        console.print(generate_summary_table(report, session.store))
+    return report
+
+
+@generate_app.command("generate")
+@handles_errors
+def generate(
+    input_file: Path = typer.Argument(..., help="JSONL of instructions ({'prompt': ...} or {'messages': [...]})"),
+    n_candidates: int | None = config_option(GenerateConfig, "n_candidates", "--n"),
+    min_margin: float | None = config_option(GenerateConfig, "min_margin", "--min-margin"),
+    rubric: str | None = config_option(GenerateConfig, "rubric", "--rubric"),
+    judge_model: str | None = judge_model_option(),
+    judge_base_url: str | None = judge_base_url_option(),
+    dataset: str | None = dataset_option(),
+    limit: int | None = limit_option("instructions"),
+    seed: int | None = seed_option(),
+    no_cache: bool = no_cache_option(),
+) -> None:
+    """Candidate answers per instruction, judged against a rubric; best vs worst stored as a pair."""
+    settings = current().settings_with(
+        "generate", {"n_candidates": n_candidates, "min_margin": min_margin, "rubric": rubric},
+        judge_model=judge_model, judge_base_url=judge_base_url, seed=seed, cache=False if no_cache else None)
+    asyncio.run(generate_command(settings, input_file, dataset or input_file.stem, check_limit(limit)))

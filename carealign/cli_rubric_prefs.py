@@ -1,0 +1,85 @@
+"""``carealign rubric-prefs``: rubric-grounded preference pairs (the flow is ``graphs/rubric_prefs/``)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from benchmarks.datasets.instructions import read_rubric_instructions
+from carealign.command import check_limit, console, current, deprecated, handles_errors, pipeline_session
+from carealign.options import (
+    config_option,
+    dataset_option,
+    hidden_alias,
+    judge_base_url_option,
+    judge_model_option,
+    limit_option,
+    no_cache_option,
+    seed_option,
+)
+from carealign.settings import Settings
+from carealign.tables import rubric_prefs_table
+from graphs.common.runner import WorkflowReport
+from graphs.rubric_prefs.configuration import RubricPrefsConfig
+from graphs.rubric_prefs.graph import run_rubric_prefs
+from graphs.rubric_prefs.nodes import RubricPrefsDeps
+from store import Store
+from store.rubrics import approved_rubric_lookup
+
+rubric_prefs_app = typer.Typer()
+
+
+async def rubric_prefs_command(settings: Settings, input_file: Path, dataset: str,
+                               limit: int | None) -> WorkflowReport:
+    reader = Store(settings.db)  # approved rubrics for lines without one; nothing is created here
+    try:
+        records = read_rubric_instructions(input_file, lookup=approved_rubric_lookup(reader))[:limit]
+    finally:
+        reader.dispose()
+    config = settings.rubric_prefs
+    second = [config.second_grader_model] if config.second_grader_model else []
+    async with pipeline_session(settings, more_generators=config.generator_models, more_judges=second) as session:
+        e = session.engines
+        deps = RubricPrefsDeps(session.store, e.generators, e.judge, config, settings.seed, dataset, e.second_judge)
+        graders = [e.judge] + ([e.second_judge] if e.second_judge else [])
+        report = await session.run("rubric-prefs", len(records), [*e.generators, *graders],
+                                   lambda on_item: run_rubric_prefs(deps, records, session.run_config(),
+                                                                    redo=session.redo, on_item=on_item))
+        console.print(rubric_prefs_table(report, session.store))
+    return report
+
+
+@rubric_prefs_app.command("rubric-prefs")
+@handles_errors
+def rubric_prefs(
+    input_file: Path = typer.Argument(..., help="JSONL of instructions, each with a 'rubric' (HealthBench items "
+                                      "or {'criteria': [...]}) and optionally a 'reference' answer"),
+    n_candidates: int | None = config_option(RubricPrefsConfig, "n_candidates", "--n"),
+    generator_models: list[str] = typer.Option(
+        [], "--generator-model", help="another policy model on the generator's server (repeatable) "
+        "[setting rubric_prefs.generator_models]"),
+    grader_mode: str | None = config_option(RubricPrefsConfig, "grader_mode", "--grader-mode"),
+    judge_model: str | None = judge_model_option("grader"),
+    judge_base_url: str | None = judge_base_url_option("grader"),
+    second_grader_model: str | None = config_option(RubricPrefsConfig, "second_grader_model",
+                                                    "--second-grader-model"),
+    min_s1_margin: float | None = config_option(RubricPrefsConfig, "min_s1_margin", "--min-s1-margin"),
+    max_length_ratio: float | None = config_option(RubricPrefsConfig, "max_length_ratio", "--max-length-ratio"),
+    dataset: str | None = dataset_option(),
+    limit: int | None = limit_option("instructions"),
+    seed: int | None = seed_option(),
+    no_cache: bool = no_cache_option(),
+    grader_model: str | None = hidden_alias("--grader-model"),
+    grader_base_url: str | None = hidden_alias("--grader-base-url"),
+) -> None:
+    """Rubric-grounded preference pairs: answers graded criterion by criterion, chosen safety first."""
+    judge_model = judge_model or deprecated(grader_model, "--grader-model", "--judge-model")
+    judge_base_url = judge_base_url or deprecated(grader_base_url, "--grader-base-url", "--judge-base-url")
+    settings = current().settings_with(
+        "rubric_prefs", {"n_candidates": n_candidates, "grader_mode": grader_mode, "min_s1_margin": min_s1_margin,
+                         "max_length_ratio": max_length_ratio, "generator_models": generator_models or None,
+                         "second_grader_model": second_grader_model},
+        judge_model=judge_model, judge_base_url=judge_base_url, seed=seed, cache=False if no_cache else None)
+    asyncio.run(rubric_prefs_command(settings, input_file, dataset or input_file.stem, check_limit(limit)))

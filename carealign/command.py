@@ -1,0 +1,254 @@
+"""The one skeleton every command uses: global options, error handling, and a pipeline session.
+
+A command parses its options, builds its settings (``Ctx.settings_with``), reads and validates its
+input, and then runs inside ``pipeline_session``: the store is checked, the model servers are
+checked (the embedded one started), the schema is created only after both answered, and everything
+is closed on the way out (Ctrl-C included). ``PipelineSession.run`` runs a workflow under one live
+progress line. Bad input therefore never leaves a trace in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import getpass
+import time
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from agents.backends import safe_http_url
+from agents.engine import LLMEngine
+from agents.errors import LLMError
+from benchmarks.datasets.instructions import InputError
+from carealign.engines import Engines, open_engines
+from carealign.settings import Settings, SettingsError, load_settings
+from graphs.common.runner import ItemOutcome, WorkflowReport
+from store import Store, StoreError
+
+console = Console()
+err_console = Console(stderr=True)
+USER_ERRORS = (StoreError, InputError, LLMError, SettingsError, ValueError, FileNotFoundError)
+
+
+class Ctx:
+    """Global options, resolved into settings on first use."""
+
+    def __init__(self, config: Path | None, debug: bool, overrides: dict[str, Any]):
+        self.config, self.debug, self.overrides = config, debug, overrides
+        self._settings: Settings | None = None
+
+    def settings(self, **more: Any) -> Settings:
+        if self._settings is None or more:
+            self._settings = load_settings(self.config, **self.overrides, **more)
+        return self._settings
+
+    def settings_with(self, section: str | None = None, values: dict[str, Any] | None = None,
+                      **global_values: Any) -> Settings:
+        """Settings with a command's options applied: ``values`` into the pipeline's ``section``,
+        ``global_values`` at the top level; ``None`` means the option was not given. Validated like
+        the config file, so a bad option value names its setting."""
+        base = self.settings()
+        more = {k: v for k, v in global_values.items() if v is not None}
+        given = {k: v for k, v in (values or {}).items() if v is not None}
+        if section and given:
+            more[section] = {**getattr(base, section).model_dump(), **given}
+        return self.settings(**more) if more else base
+
+    @contextmanager
+    def store(self, init: bool = True) -> Iterator[Store]:
+        """The store of ``--db`` (the schema created when ``init``), disposed on the way out."""
+        store = Store(self.settings().db)
+        try:
+            if init:
+                store.ensure_schema()
+            yield store
+        finally:
+            store.dispose()
+
+    @contextmanager
+    def existing_store(self) -> Iterator[Store]:
+        """A store that must already hold a carealign schema (read and export commands), disposed
+        on the way out."""
+        store = Store(self.settings().db, must_exist=True)
+        try:
+            if store.current_revision() is None:
+                raise StoreError(f"{store.safe_url} has no carealign schema: run `carealign db init`")
+            yield store
+        finally:
+            store.dispose()
+
+
+_CURRENT: Ctx | None = None  # the global options of the command being run (set by set_current)
+
+
+def set_current(ctx: Ctx) -> Ctx:
+    global _CURRENT
+    _CURRENT = ctx
+    return ctx
+
+
+def current() -> Ctx:
+    assert _CURRENT is not None, "the app callback sets the global options first"
+    return _CURRENT
+
+
+def handles_errors(fn):
+    """Known problems become one red line and exit code 2; anything else exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(_CURRENT and _CURRENT.debug)
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+        except USER_ERRORS as exc:
+            if debug:
+                raise
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except Exception as exc:  # noqa: BLE001
+            if debug:
+                raise
+            err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} "
+                              "(run with --debug for the traceback)", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def deprecated(value: Any, old: str, new: str) -> Any:
+    """A value given through an option's old name: warn, and pass it on (kept for one release)."""
+    if value is not None and value != [] and value is not False:
+        warnings.warn(f"{old} is deprecated and will be removed in the next release: use {new}", stacklevel=2)
+    return value
+
+
+def reviewer_name(name: str | None) -> str:
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "reviewer"
+
+
+def check_limit(limit: int | None) -> int | None:
+    if limit is not None and limit < 1:
+        raise ValueError("--limit must be at least 1")
+    return limit
+
+
+# -- a pipeline session: store + engines + progress ------------------------------------------------
+def _usage_fields(engines: list[LLMEngine], started: float) -> dict[str, object]:
+    usages = [e.usage for e in {id(e): e for e in engines}.values()]
+    elapsed = max(time.perf_counter() - started, 1e-6)
+    return {"calls": sum(u.calls for u in usages), "hits": sum(u.cache_hits for u in usages),
+            "tokens": sum(u.prompt_tokens + u.completion_tokens for u in usages),
+            "rate": sum(u.completion_tokens for u in usages) / elapsed, "failed": sum(u.failures for u in usages)}
+
+
+def run_config(settings: Settings, engines: Engines) -> dict[str, object]:
+    """The settings plus what was resolved at run time (models, server URLs without credentials)."""
+    roles = [("generator", engines.generator), ("judge", engines.judge)]
+    roles += [(f"generator_{i + 2}", e) for i, e in enumerate(engines.more_generators)]
+    roles += [(f"judge_{i + 2}", e) for i, e in enumerate(engines.more_judges)]
+    resolved: dict[str, object] = {
+        role: {"model": e.model, "base_url": safe_http_url(e.backend.base_url), "params": e.request_params()}
+        for role, e in roles
+    }
+    if engines.local is not None:
+        resolved["embedded_model_file"] = str(engines.local.model_path)
+    return {**settings.for_run(), "resolved": resolved}
+
+
+OnItem = Callable[[ItemOutcome], None]
+
+
+async def with_progress(title: str, total: int, engines: list[LLMEngine],
+                        run: Callable[[OnItem | None], Awaitable[Any]], show: bool = True) -> Any:
+    """Run a workflow under a live progress line: items, calls (cached, failed), tokens, rate.
+    ``show=False`` runs it without one (inline review asks questions on the same terminal)."""
+    if not show:
+        return await run(None)
+    progress = Progress(
+        TextColumn(f"[bold]{title}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("items"),
+        TextColumn("{task.fields[calls]} calls ({task.fields[hits]} cached, {task.fields[failed]} failed)"),
+        TextColumn("{task.fields[tokens]:,} tok"), TextColumn("{task.fields[rate]:.1f} out-tok/s"),
+        TimeElapsedColumn(), console=console, transient=False,
+    )
+    started = time.perf_counter()
+    with progress:
+        task = progress.add_task(title, total=total, **_usage_fields(engines, started))
+
+        def on_item(_: ItemOutcome) -> None:
+            progress.update(task, advance=1, **_usage_fields(engines, started))
+
+        async def ticker() -> None:
+            while True:
+                await asyncio.sleep(0.5)
+                progress.update(task, **_usage_fields(engines, started))
+
+        tick = asyncio.create_task(ticker())
+        try:
+            result = await run(on_item)
+        finally:
+            tick.cancel()
+        # items done by an earlier run of this job are not re-processed: show them as complete
+        progress.update(task, completed=total, **_usage_fields(engines, started))
+    return result
+
+
+@dataclass
+class PipelineSession:
+    """An open store and checked engines for one command; see ``pipeline_session``."""
+
+    settings: Settings
+    store: Store
+    engines: Engines
+
+    @property
+    def redo(self) -> bool:
+        """With the cache off, finished items are redone too."""
+        return not self.settings.cache
+
+    def run_config(self, **extra: Any) -> dict[str, Any]:
+        return {**run_config(self.settings, self.engines), **extra}
+
+    async def run(self, title: str, total: int, engines: list[LLMEngine],
+                  run: Callable[[OnItem | None], Awaitable[Any]], show_progress: bool = True) -> Any:
+        return await with_progress(title, total, engines, run, show_progress)
+
+
+@asynccontextmanager
+async def pipeline_session(settings: Settings, *, more_generators: list[str] | None = None,
+                           more_judges: list[str] | None = None, warn_self_grading: bool = True,
+                           must_exist: bool = False) -> AsyncIterator[PipelineSession]:
+    """Open the store (its URL checked, nothing written), then the engines (servers checked), then
+    create the schema; close everything on the way out."""
+    store = Store(settings.db, must_exist=must_exist)
+    try:
+        async with open_engines(settings, store, more_generators, more_judges,
+                                warn_self_grading=warn_self_grading) as engines:
+            store.ensure_schema()
+            yield PipelineSession(settings, store, engines)
+    finally:
+        store.dispose()
+
+
+def outcome_line(report: WorkflowReport) -> str:
+    """What happened to the items processed now, by outcome."""
+    s = report.summary
+    return ", ".join(f"{k}: {v}" for k, v in sorted(s.outcomes.items())) or "none (all done before)"

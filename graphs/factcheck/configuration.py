@@ -1,0 +1,37 @@
+"""``[factcheck]``: fact-checking experiments (MedFact, PROTOCOLS.md section 4)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from graphs.common.config import PipelineConfig
+from graphs.factcheck.methods import MethodSpec, parse_methods
+
+
+class FactcheckConfig(PipelineConfig):
+    """Fact-checking experiments (``carealign factcheck``); constants MedFact did not publish."""
+
+    methods: str = Field("zero-shot,cot,sc@6,debate@3x2", description="comma-separated method specs, e.g. "
+                         "zero-shot,cot,sc@5,debate@3x2,debate@3x2+judge,roles@3+triage,budget@800")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="of sampled agents (self-consistency, debate); "
+                               "single checkers are greedy")
+    allow_unsure: bool = Field(False, description="checkers may answer 'unsure' besides 'error' and 'correct'")
+    vote_tie: Literal["correct", "error"] = Field("correct", description="the verdict of a tied vote ('correct' "
+                                                  "is the cautious call)")
+    localisation: Literal["sentence", "llm"] = Field("sentence", description="a flagged location is right when "
+                                                     "its sentence id matches (sentence), or when the judge model "
+                                                     "says it names the gold error (llm)")
+    bootstrap_resamples: int = Field(1000, ge=10, description="resamples of the report's confidence intervals")
+
+    # which jobs run and how they are reported, not what one method answers
+    REPORT_ONLY: ClassVar[frozenset[str]] = frozenset({"methods", "bootstrap_resamples"})
+
+    def method_specs(self) -> list[MethodSpec]:
+        """The methods to run, parsed (``graphs.factcheck.methods``)."""
+        return parse_methods(self.methods)
+
+    def checking(self, seed: int) -> dict[str, Any]:
+        """The settings that shape one method's answers (its job key), with the run's seed."""
+        return self.shaping(exclude=self.REPORT_ONLY, seed=seed)

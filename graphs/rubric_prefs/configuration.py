@@ -1,0 +1,27 @@
+"""``[rubric_prefs]``: ProMedical rubric-grounded preference pairs (PROTOCOLS.md section 1); margins,
+near-duplicate threshold and length cap are carealign's."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from agents.pair_selection import SelectionConfig
+from graphs.common.config import PipelineConfig
+
+
+class RubricPrefsConfig(PipelineConfig):
+    n_candidates: int = Field(4, ge=1, le=64, description="answers per generator model")
+    generator_models: list[str] = Field(default_factory=list, description="more policies besides --model")
+    grader_mode: Literal["per_criterion", "all_in_one"] = "per_criterion"
+    second_grader_model: str | None = Field(None, description="a second grader on the grader's server, for agreement")
+    min_s1_margin: float = Field(0.0, ge=0.0, le=1.0)
+    min_s2_margin: int = Field(1, ge=0)
+    near_duplicate_threshold: float = Field(0.9, gt=0.0, le=1.0)
+    max_length_ratio: float | None = Field(None, gt=1.0)
+
+    def selection(self) -> SelectionConfig:
+        """The pair-selection parameters (``agents.pair_selection``) taken from these settings."""
+        return SelectionConfig(self.min_s1_margin, self.min_s2_margin, self.near_duplicate_threshold,
+                               self.max_length_ratio)
