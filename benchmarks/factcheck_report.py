@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks.datasets.factcheck import parse_mapping
+from benchmarks.datasets.mediqa_run import GoldRow, RunRow, gold_row, run_row
 from benchmarks.factcheck_metrics import (
     FactCheckMetrics,
     RoundsReport,
@@ -23,9 +25,10 @@ from benchmarks.factcheck_metrics import (
     factcheck_metrics,
     rounds_report,
 )
+from benchmarks.mediqa_corr import AGGREGATE, BERTSCORE, BLEURT, ROUGE, OfficialMetrics, Scorer, official_metrics
 from benchmarks.metrics import BootstrapResult
 from store import Store, StoreError
-from store.factcheck import AGENT_ROLES, job_answers
+from store.factcheck import AGENT_ROLES, JobAnswers, job_answers
 
 if TYPE_CHECKING:
     from store.models import CheckAnswer
@@ -55,6 +58,7 @@ class MethodResult:
     nominal_calls: int | None = None
     dataset: str = ""
     n_queued: int = 0  # texts in the job; those without a final answer (failed) are not scored
+    official: OfficialMetrics | None = None  # MEDIQA-CORR 2024's figures over every queued text
 
     @property
     def calls_per_text(self) -> float:
@@ -68,7 +72,40 @@ def _majority(verdicts: list[str], tie: str) -> str:
     return leaders[0] if len(leaders) == 1 else (tie if tie in leaders else leaders[0])
 
 
-def method_result(store: Store, job_key: str, *, n_resamples: int = 1000, seed: int = 0) -> MethodResult:
+def _id_base(config: dict[str, Any]) -> int:
+    """1 when the job's input was read with ``sentence_id_base=1`` (run files keep the input's ids)."""
+    mapping = config.get("mapping")
+    return int(parse_mapping(mapping).get("sentence_id_base", 0)) if mapping else 0
+
+
+def run_rows(job: JobAnswers) -> list[RunRow]:
+    """The job's final answers as MEDIQA-CORR run-file rows, one per queued text in input order (a
+    text without a final answer as ``0 -1 NA``, marked unanswered)."""
+    finals = {r.item_id: r for r in job.answers if r.role == "final"}
+    base, rows = _id_base(job.config), []
+    for item_id, text_id in job.texts:
+        final = finals.get(item_id)
+        rows.append(run_row(text_id, None, None, None) if final is None
+                    else run_row(text_id, final.verdict, final.sentence_id, final.correction, base))
+    return rows
+
+
+def gold_rows(job: JobAnswers) -> list[GoldRow]:
+    base = _id_base(job.config)
+    return [gold_row(text_id, job.payloads[item_id], base) for item_id, text_id in job.texts]
+
+
+def method_run(store: Store, job_key: str) -> tuple[str, str, list[RunRow]]:
+    """(method, checker model, run-file rows) of a job, for ``factcheck export-run``."""
+    job = job_answers(store, job_key)
+    model = str(job.config.get("checker_model") or next((r.model for r in job.answers if r.model), ""))
+    return str(job.config.get("method", "?")), model, run_rows(job)
+
+
+def method_result(store: Store, job_key: str, *, n_resamples: int = 1000, seed: int = 0,
+                  scorers: dict[str, Scorer] | None = None, notes: list[str] | None = None) -> MethodResult:
+    """A method's figures; ``scorers`` and ``notes`` (``benchmarks.mediqa_scorers``) add the
+    model-based correction metrics to its official MEDIQA-CORR figures, or say why they are absent."""
     job = job_answers(store, job_key)
     config, rows, items = job.config, job.answers, job.payloads
     finals = {r.item_id: r for r in rows if r.role == "final"}
@@ -85,7 +122,7 @@ def method_result(store: Store, job_key: str, *, n_resamples: int = 1000, seed: 
         ci=factcheck_bootstrap(scored, n_resamples=n_resamples, seed=seed),
         breakdowns={b: breakdown(scored, fields, b) for b in BREAKDOWNS if any(f[b] for f in fields)},
         calls=job.calls, tokens=job.tokens, failed_calls=job.failed_calls, dataset=str(config.get("dataset", "")),
-        n_queued=job.queued)
+        n_queued=job.queued, official=official_metrics(run_rows(job), gold_rows(job), scorers, notes or ()))
     _add_rounds(result, rows, items, order, config.get("factcheck", {}).get("vote_tie", "correct"))
     return result
 
@@ -190,6 +227,37 @@ def summary_rows(results: list[MethodResult]) -> tuple[list[str], list[list[str]
     return head, rows
 
 
+def official_of(results: list[MethodResult]) -> list[tuple[str, OfficialMetrics]]:
+    """(method, official figures) of the results that have them."""
+    return [(r.method, r.official) for r in results if r.official is not None]
+
+
+def official_rows(named: list[tuple[str, OfficialMetrics]], pair_means: bool = True
+                  ) -> tuple[list[str], list[list[str]]]:
+    """MEDIQA-CORR 2024's figures per method (or run file): accuracies and composite correction
+    scores (BERTScore, BLEURT and Aggregate columns only when computed); ``pair_means`` adds ROUGE's
+    mean over the sentence pairs."""
+    extras = [k for k in (BERTSCORE, BLEURT, AGGREGATE) if any(k in o.corrections for _, o in named)]
+    head = ["method", "texts", "unanswered", "flag acc", "sentence acc",
+            *(f"{k} comp" for k in (*ROUGE, *extras)), "pairs"]
+    head += [f"{k} pairs" for k in ROUGE] if pair_means else []
+    rows = []
+    for name, o in named:
+        row = [name, str(o.n_texts), "n/a" if o.n_unanswered is None else str(o.n_unanswered), _pct(o.flag_accuracy),
+               "n/a" if o.sentence_accuracy is None else _pct(o.sentence_accuracy)]
+        row += [_pct(o.corrections[k].composite) if k in o.corrections else "n/a" for k in (*ROUGE, *extras)]
+        row.append(str(o.n_pairs))
+        if pair_means:
+            row += ["n/a" if o.corrections[k].pair_mean is None else _pct(o.corrections[k].pair_mean) for k in ROUGE]
+        rows.append(row)
+    return head, rows
+
+
+def official_notes(named: list[tuple[str, OfficialMetrics]]) -> list[str]:
+    """What the official table leaves out and why (each note once)."""
+    return list(dict.fromkeys(note for _, o in named for note in o.notes))
+
+
 def round_rows(results: list[MethodResult]) -> tuple[list[str], list[list[str]]]:
     head = ["method", "who", "round", "FPR", "recall", "F1", "flips correct->error", "flips error->correct"]
     rows = []
@@ -220,6 +288,16 @@ def markdown_report(results: list[MethodResult], matched: list[tuple[str, str]],
              "over texts. Texts left without an answer (every call failed after retries and the repair round; "
              "the reasons are in the store) are not scored: their count is shown next to the scored texts.", "",
              _md_table(*summary_rows(results)), ""]
+    parts += ["## Official metrics (MEDIQA-CORR 2024)", "",
+              "As the shared task's evaluation scripts compute them from a run file (`carealign factcheck "
+              "export-run` writes it): over every text of the job, a text without an answer written as "
+              "`0 -1 NA` (column *unanswered*). *flag acc*: Error Flags Accuracy; *sentence acc*: Error Sentence "
+              "Detection Accuracy (a correct text matches when the prediction is -1). *comp*: the composite "
+              "correction score, per text 1 when the gold and the predicted correction are both NA, 0 when only "
+              "one is, else the metric (ROUGE F as the task's `rouge` package computes it), averaged over all "
+              "texts; *pairs*: texts where both are sentences, and the metric's mean over them.", "",
+              _md_table(*official_rows(official_of(results))), ""]
+    parts += [f"- {note}" for note in official_notes(official_of(results))] + [""]
     by_name = {r.method: r for r in results}
     if matched:
         parts += ["## Compute-matched pairs", "", _md_table(

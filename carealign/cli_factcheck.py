@@ -2,11 +2,15 @@
 
     factcheck run DATA --methods zero-shot,cot,sc@5,debate@3x2 [--checker-model M ...]
     factcheck report [RUN ...]
+    factcheck export-run [METHOD_OR_RUN ...] --out FILE_OR_FOLDER
+    factcheck score-run RUNFILE --gold DATA
 
 ``run`` reads and validates the whole dataset first, then runs every (model, method) as its own
 job (resumable; texts already checked are not checked again), and ends with the report of that
-batch. ``report`` rebuilds it from the store at any time. The flow is ``graphs/factcheck/``; this
-module only turns options into settings and prints.
+batch. ``report`` rebuilds it from the store at any time. ``export-run`` writes each method's final
+answers as a MEDIQA-CORR 2024 run file, and ``score-run`` scores any run file (one made elsewhere
+too) with the shared task's metrics. The flow is ``graphs/factcheck/``; this module only turns
+options into settings and prints.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from benchmarks.datasets.factcheck import load_dataset
-from benchmarks.factcheck_report import compact_rows, round_rows
+from benchmarks.datasets.factcheck import load_dataset, parse_mapping
+from benchmarks.datasets.mediqa_run import gold_row, read_run_file, unofficial_ids
+from benchmarks.factcheck_report import compact_rows, official_notes, official_of, official_rows, round_rows
+from benchmarks.mediqa_corr import OfficialMetrics, official_metrics
 from carealign.command import check_limit, console, current, handles_errors, pipeline_session
 from carealign.options import (
     config_option,
@@ -37,19 +43,29 @@ from carealign.tables import rows_table
 from graphs.factcheck.configuration import FactcheckConfig
 from graphs.factcheck.graph import records_of, run_factcheck
 from graphs.factcheck.nodes import FactcheckDeps
-from graphs.factcheck.report import compare, write_report
+from graphs.factcheck.report import compare, export_runs, jobs_named, official_scorers, write_report
 from store import Store
 from store.factcheck import job_keys_of
 
 factcheck_app = typer.Typer(no_args_is_help=True, help="Fact-checking experiments (MedFact).")
 
 
+def print_official(console: Console, named: list[tuple[str, OfficialMetrics]]) -> None:
+    """MEDIQA-CORR 2024's figures per method (or run file), and what was not computed."""
+    console.print(rows_table("official metrics (MEDIQA-CORR 2024; comp = composite over all texts)",
+                             *official_rows(named, pair_means=False)))
+    for note in official_notes(named):
+        console.print(f"  {note}", markup=False, highlight=False)
+
+
 def print_and_write_report(console: Console, store: Store, job_keys: list[str], out_dir: Path, dataset: str,
-                           n_resamples: int) -> Path:
+                           config: FactcheckConfig) -> Path:
     """The comparison of the jobs' methods: tables here, plots and Markdown in ``out_dir``."""
-    c = compare(store, job_keys, n_resamples, on_missing=lambda exc: console.print(f"[yellow]{escape(str(exc))}[/]"))
+    c = compare(store, job_keys, config.bootstrap_resamples, config=config,
+                on_missing=lambda exc: console.print(f"[yellow]{escape(str(exc))}[/]"))
     console.print(rows_table("fact-checking: methods compared (CIs and breakdowns in the report)",
                              *compact_rows(c.results)))
+    print_official(console, official_of(c.results))
     for a, b in c.matched:
         console.print(f"compute-matched: [bold]{escape(a)}[/] vs [bold]{escape(b)}[/] ({c.calls(a)} calls per text "
                       "each)")
@@ -73,13 +89,14 @@ async def run_command(console: Console, settings: Settings, data_file: Path, dat
         for checker in session.engines.generators:
             for method in methods:
                 deps = FactcheckDeps(session.store, checker, method, config, settings.seed, dataset, judge)
-                run_config = session.run_config(batch=batch, checker_model=checker.model, dataset=dataset)
+                run_config = session.run_config(batch=batch, checker_model=checker.model, dataset=dataset,
+                                                mapping=mapping)
                 used = [checker, judge] if judge else [checker]
                 await session.run(f"{method.name} [{checker.model}]", len(records), used,
                                   lambda on_item, d=deps, c=run_config: run_factcheck(
                                       d, records, c, redo=session.redo, on_item=on_item))
                 job_keys.append(deps.job_key)
-        print_and_write_report(console, session.store, job_keys, out_dir, dataset, config.bootstrap_resamples)
+        print_and_write_report(console, session.store, job_keys, out_dir, dataset, config)
     return job_keys
 
 
@@ -119,5 +136,47 @@ def report_cmd(
     """Rebuild the comparison from the store: table, per-round figures, plots, Markdown."""
     ctx = current()
     with ctx.existing_store() as store:
-        print_and_write_report(console, store, job_keys_of(store, run_ids or []), out_dir, "",
-                               ctx.settings().factcheck.bootstrap_resamples)
+        print_and_write_report(console, store, job_keys_of(store, run_ids or []), out_dir, "", ctx.settings().factcheck)
+
+
+@factcheck_app.command("export-run")
+@handles_errors
+def export_run_cmd(
+    refs: list[str] = typer.Argument(None, metavar="METHOD_OR_RUN", help=escape(
+        "a method of the newest batch (e.g. cot, sc@6) or a fact-checking run id prefix (any batch) [default: "
+        "every method of the newest batch]")),
+    out: Path = typer.Option(..., "--out", help="the run file; with several methods a folder, one METHOD.txt each "
+                             "(METHOD__MODEL.txt when several checker models ran)"),
+) -> None:
+    """Write methods' final answers as MEDIQA-CORR 2024 run files: TEXT_ID FLAG SENTENCE_ID CORRECTION."""
+    with current().existing_store() as store:
+        exported = export_runs(store, jobs_named(store, refs or []), out)
+    for e in exported:
+        unanswered = sum(not r.answered for r in e.rows)
+        console.print(f"{e.method} [{e.model}]: {len(e.rows)} texts, {sum(r.flag for r in e.rows)} flagged, "
+                      f"{unanswered} unanswered (written as 0 -1 NA) -> {e.path}", markup=False, highlight=False)
+        odd = unofficial_ids(e.rows)
+        if odd:
+            console.print(f"[yellow]{len(odd)} text ids (e.g. {escape(repr(odd[0]))}) are not lower-case letters, "
+                          "digits and '-': the official MEDIQA-CORR script skips such lines[/]")
+
+
+@factcheck_app.command("score-run")
+@handles_errors
+def score_run_cmd(
+    run_file: Path = typer.Argument(..., help="a MEDIQA-CORR run file: TEXT_ID FLAG SENTENCE_ID CORRECTION per line"),
+    gold: Path = typer.Option(..., "--gold", help="the gold texts: MedFact JSONL, MedErrBench CSV, or any CSV/JSONL "
+                              "with --mapping"),
+    mapping: str | None = typer.Option(None, "--mapping", help="column mapping of the gold file, as for `run`"),
+    limit: int | None = limit_option("gold texts"),
+) -> None:
+    """Score a run file with MEDIQA-CORR 2024's official metrics (no store, no model server)."""
+    items = load_dataset(gold, mapping)[:check_limit(limit)]
+    base = int(parse_mapping(mapping).get("sentence_id_base", 0)) if mapping else 0
+    rows = read_run_file(run_file, {i.id for i in items}, f"the {len(items)} gold texts of {gold}")
+    scorers, notes = official_scorers(current().settings().factcheck)
+    metrics = official_metrics(rows, [gold_row(i.id, i.model_dump(), base) for i in items], scorers, notes)
+    print_official(console, [(run_file.name, metrics)])
+    if metrics.n_missing:
+        console.print(f"{metrics.n_missing} gold texts are not in the run file (counted wrong, as the official "
+                      "script does)", markup=False)

@@ -7,7 +7,7 @@ rows (read their columns, do not lazy-load).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
@@ -61,11 +61,12 @@ class JobAnswers:
     config: dict[str, Any]  # of the job's newest run
     run_ids: list[str]  # oldest first (an interrupted job resumed spans several runs)
     answers: list[CheckAnswer]
-    payloads: dict[int, dict[str, Any]]  # item id -> payload (gold fields included)
+    payloads: dict[int, dict[str, Any]]  # item id -> payload (gold fields included), every queued text
     calls: int  # the calls behind the answers, cached ones included
     tokens: int
     failed_calls: int  # failed calls made by the job's runs
     queued: int  # texts queued under the job
+    texts: list[tuple[int, str]] = field(default_factory=list)  # (item id, the input's id), in input order
 
 
 def job_answers(store: Store, job_key: str) -> JobAnswers:
@@ -76,7 +77,12 @@ def job_answers(store: Store, job_key: str) -> JobAnswers:
             raise StoreError(f"no fact-checking run with job key {job_key}")
         run_ids = [r.id for r in runs]
         rows = list(s.scalars(select(CheckAnswer).where(CheckAnswer.job_key == job_key)))
-        payloads = {i.id: i.payload for i in s.scalars(select(Item).where(Item.id.in_({r.item_id for r in rows})))}
+        # every queued text, answered or not, in the order the job queued them (the input's order)
+        queue = s.execute(select(Item.id, Item.external_id, Item.payload).join(WorkItem, WorkItem.item_id == Item.id)
+                          .where(WorkItem.job_key == job_key).order_by(WorkItem.id)).all()
+        payloads = {i: p for i, _, p in queue}
+        answered = {r.item_id for r in rows} - set(payloads)
+        payloads.update({i.id: i.payload for i in s.scalars(select(Item).where(Item.id.in_(answered)))})
         # the calls a method used are those behind its answers: a request another method already made
         # (self-consistency sharing debate's round 0 samples) is answered from the cache but still counts
         used = {r.llm_call_id for r in rows if r.llm_call_id is not None}
@@ -84,10 +90,10 @@ def job_answers(store: Store, job_key: str) -> JobAnswers:
             func.count(LLMCall.id), func.coalesce(func.sum(LLMCall.prompt_tokens + LLMCall.completion_tokens), 0),
         ).where(LLMCall.id.in_(used))).one()
         failed = s.scalar(select(func.count(LLMCall.id)).where(LLMCall.run_id.in_(run_ids), LLMCall.ok.is_(False)))
-        queued = s.scalar(select(func.count(WorkItem.id)).where(WorkItem.job_key == job_key))
         config = dict(runs[-1].config)
         s.expunge_all()
-    return JobAnswers(config, run_ids, rows, payloads, int(calls), int(tokens), int(failed or 0), int(queued or 0))
+    texts = [(i, ext or f"item-{i}") for i, ext, _ in queue]
+    return JobAnswers(config, run_ids, rows, payloads, int(calls), int(tokens), int(failed or 0), len(queue), texts)
 
 
 def job_keys_of(store: Store, run_ids: list[str]) -> list[str]:
@@ -102,10 +108,23 @@ def job_keys_of(store: Store, run_ids: list[str]) -> list[str]:
                     raise StoreError(f"{rid!r} names {len(run)} fact-checking runs; give a longer or another run id")
                 keys.append(run[0].job_key)
             return list(dict.fromkeys(keys))
-        newest = s.scalars(select(Run).where(Run.kind == "factcheck").order_by(Run.started_at.desc()).limit(1)).first()
-        if newest is None:
-            raise StoreError("the store has no fact-checking runs: run `carealign factcheck run` first")
-        batch = newest.config.get("batch")
-        runs = s.scalars(select(Run).where(Run.kind == "factcheck").order_by(Run.started_at)).all()
-        return list(dict.fromkeys(r.job_key for r in runs if batch and r.config.get("batch") == batch)) \
-            or [newest.job_key]
+        return list(dict.fromkeys(r.job_key for r in _newest_batch(s)))
+
+
+def _newest_batch(s) -> list[Run]:
+    """The runs of the newest fact-checking run's batch (``factcheck run`` runs every method of one
+    invocation as one batch), oldest first."""
+    newest = s.scalars(select(Run).where(Run.kind == "factcheck").order_by(Run.started_at.desc()).limit(1)).first()
+    if newest is None:
+        raise StoreError("the store has no fact-checking runs: run `carealign factcheck run` first")
+    batch = newest.config.get("batch")
+    runs = s.scalars(select(Run).where(Run.kind == "factcheck").order_by(Run.started_at)).all()
+    return [r for r in runs if batch and r.config.get("batch") == batch] or [newest]
+
+
+def batch_methods(store: Store) -> list[tuple[str, str, str]]:
+    """(job key, method, checker model) of each job of the newest batch, in the order they ran."""
+    with store.session() as s:
+        jobs = {r.job_key: (r.job_key, str(r.config.get("method", "?")), str(r.config.get("checker_model") or ""))
+                for r in _newest_batch(s)}
+    return list(jobs.values())

@@ -24,9 +24,17 @@ class FactcheckConfig(PipelineConfig):
                                                      "its sentence id matches (sentence), or when the judge model "
                                                      "says it names the gold error (llm)")
     bootstrap_resamples: int = Field(1000, ge=10, description="resamples of the report's confidence intervals")
+    bertscore_model: str = Field("", description="local folder holding microsoft/deberta-xlarge-mnli, for the "
+                                 "report's MEDIQA-CORR BERTScore (needs the bert-score package; empty: not "
+                                 "computed, nothing is downloaded)")
+    bertscore_layers: int = Field(40, ge=1, description="the layer BERTScore reads (bert-score's choice for "
+                                  "microsoft/deberta-xlarge-mnli)")
+    bleurt_checkpoint: str = Field("", description="local BLEURT-20 checkpoint folder, for the report's MEDIQA-CORR "
+                                   "BLEURT (needs google-research's bleurt package; empty: not computed)")
 
     # which jobs run and how they are reported, not what one method answers
-    REPORT_ONLY: ClassVar[frozenset[str]] = frozenset({"methods", "bootstrap_resamples"})
+    REPORT_ONLY: ClassVar[frozenset[str]] = frozenset({"methods", "bootstrap_resamples", "bertscore_model",
+                                                       "bertscore_layers", "bleurt_checkpoint"})
 
     def method_specs(self) -> list[MethodSpec]:
         """The methods to run, parsed (``graphs.factcheck.methods``)."""
