@@ -1,6 +1,6 @@
 """``carealign esc-search``: turn real support dialogues into turn-level strategy preference pairs.
 
-    carealign esc-search FailedESConv.json --limit 10 --iterations 100 --out-dir esc-out
+    carealign esc-search FailedESConv.json --limit 10 --iterations 100 --out-dir esc-out --export esc-pro
 
 The flow is ``graphs/esc_search/``; this module only turns options into settings and prints.
 """
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from benchmarks.datasets.esconv import FORMATS, read_seeds
 from carealign.command import check_limit, console, current, handles_errors, outcome_line, pipeline_session
@@ -29,6 +30,8 @@ from carealign.settings import Settings
 from carealign.tables import rows_table, summary_table
 from graphs.common.runner import WorkflowReport
 from graphs.esc_search.configuration import EscSearchConfig
+from graphs.esc_search.esc_pro import FILE_NAME as ESC_PRO_FILE
+from graphs.esc_search.esc_pro import FORMAT as ESC_PRO
 from graphs.esc_search.graph import run_esc_search
 from graphs.esc_search.nodes import EscDeps
 from graphs.esc_search.report import load_trees, summarise, write_outputs
@@ -58,8 +61,18 @@ def print_summary(run_id: str, summary: dict[str, Any], usage: dict[str, Any], n
                               for n in sorted(set(chosen) | set(rejected))]))
 
 
+EXPORTS = (ESC_PRO,)
+
+
+def check_exports(exports: list[str]) -> list[str]:
+    unknown = [e for e in exports if e not in EXPORTS]
+    if unknown:
+        raise ValueError(f"--export {unknown[0]!r}: unknown format; choose from {', '.join(EXPORTS)}")
+    return exports
+
+
 async def esc_search_command(settings: Settings, input_file: Path, fmt: str, dataset: str, limit: int | None,
-                             out_dir: Path) -> WorkflowReport:
+                             out_dir: Path, exports: tuple[str, ...] = ()) -> WorkflowReport:
     records = read_seeds(input_file, fmt)[:limit]  # validated before anything is opened
     # EscDeps warns itself when the judge and the supporter are the same model
     async with pipeline_session(settings, warn_self_grading=False) as session:
@@ -70,12 +83,19 @@ async def esc_search_command(settings: Settings, input_file: Path, fmt: str, dat
                                                                   redo=session.redo, on_item=on_item))
         trees = load_trees(deps, records)
         summary = summarise(deps, trees)
-        written = write_outputs(deps, trees, out_dir)
+        written = write_outputs(deps, trees, out_dir, esc_pro=ESC_PRO in exports)
     s = report.summary
     print_summary(report.run_id, summary, report.usage, report.new_pairs)
-    console.print(f"items: {s.done} done, {s.failed} failed now: {outcome_line(report)}")
-    console.print(f"wrote {written.dialogues} ESC-Pro dialogues, {written.graphml} GraphML files"
+    console.print(f"items: {s.done} done, {s.partial} partial, {s.failed} failed now: {outcome_line(report)}")
+    console.print(f"wrote {written.dialogues} ESC-Pro-style dialogues, {written.graphml} GraphML files"
                   f"{' and a tree picture' if written.picture else ''} to {out_dir}")
+    if written.esc_pro is not None:
+        cso = written.esc_pro
+        first = cso.skipped[0] if cso.skipped else {}
+        skipped = (f"; {len(cso.skipped)} kept paths left out (first: {first['path']} of {first['tree_id']}: "
+                   f"{escape(first['reason'])})" if first else "")
+        console.print(f"wrote {len(cso.entries)} dialogues in the published ESC-Pro shape ({cso.assistant_turns} "
+                      f"supporter turns, {cso.negatives} negatives) to {out_dir / ESC_PRO_FILE}{skipped}")
     return report
 
 
@@ -94,6 +114,9 @@ def esc_search(
     dataset: str | None = dataset_option(),
     limit: int | None = limit_option("seed dialogues"),
     out_dir: Path = out_dir_option("esc-out", "the dialogues, the GraphML files and the tree picture"),
+    export: list[str] = typer.Option([], "--export", metavar="FORMAT",
+                                     help=f"also write, in --out-dir: {ESC_PRO} ({ESC_PRO_FILE}, the published "
+                                     "ESC-Pro shape CSO's converters read; repeatable)"),
     seed: int | None = seed_option(),
     no_cache: bool = no_cache_option(),
 ) -> None:
@@ -102,4 +125,6 @@ def esc_search(
         "esc", {"iterations": iterations, "strategy_set": strategy_set, "expand_k": expand_k,
                 "early_stop_patience": early_stop, "gold_turns": gold_turns},
         judge_model=judge_model, judge_base_url=judge_base_url, seed=seed, cache=False if no_cache else None)
-    asyncio.run(esc_search_command(settings, input_file, fmt, dataset or input_file.stem, check_limit(limit), out_dir))
+    exports = tuple(check_exports(export))
+    asyncio.run(esc_search_command(settings, input_file, fmt, dataset or input_file.stem, check_limit(limit), out_dir,
+                                   exports))
