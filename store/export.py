@@ -5,7 +5,9 @@
 - ``prompt``: one row per distinct prompt, ``{"prompt": [...messages]}`` (GRPOTrainer).
 
 Formats: JSONL, Parquet, or a Hugging Face ``datasets`` folder (``save_to_disk``). Files are
-written to a temporary name and renamed, so a failed export never leaves a half-written file.
+written to a temporary name and renamed, so a failed export never leaves a half-written file. With
+``card`` a dataset card (Hugging Face format, ``store.dataset_card``) describes the export: ``README.md``
+inside an ``hf`` folder, ``<name>.README.md`` beside a file (``pairs.jsonl`` -> ``pairs.README.md``).
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Text, cast, select
+from sqlalchemy import ColumnElement, Text, cast, select
 
 from store.db import Store
 from store.errors import StoreError
 from store.models import PreferencePair
+
+if TYPE_CHECKING:
+    from store.dataset_card import CardOptions
 
 FORMATS = ("jsonl", "parquet", "hf")
 SHAPES = ("preference", "prompt")
@@ -39,6 +44,20 @@ class PairFilter:
 COLUMNS = ("id", "kind", "run_id", "item_id", "prompt_json", "chosen", "rejected", "margin", "language")
 
 
+def filter_clauses(flt: PairFilter) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of a selection (the export's rows and its card describe the same pairs)."""
+    clauses = []
+    if flt.kind:
+        clauses.append(PreferencePair.kind == flt.kind)
+    if flt.run_id:
+        clauses.append(PreferencePair.run_id == flt.run_id)
+    if flt.min_margin is not None:
+        clauses.append(PreferencePair.margin >= flt.min_margin)
+    if flt.language:
+        clauses.append(PreferencePair.language == flt.language)
+    return clauses
+
+
 def iter_pairs(store: Store, flt: PairFilter, batch: int = 5000) -> Iterator[tuple[Any, ...]]:
     """Rows in ``COLUMNS`` order; the prompt comes as its stored JSON text (not decoded), so a
     JSONL export copies it instead of parsing and re-serialising 100k message lists."""
@@ -46,15 +65,7 @@ def iter_pairs(store: Store, flt: PairFilter, batch: int = 5000) -> Iterator[tup
         PreferencePair.id, PreferencePair.kind, PreferencePair.run_id, PreferencePair.item_id,
         cast(PreferencePair.prompt, Text), PreferencePair.chosen, PreferencePair.rejected,
         PreferencePair.margin, PreferencePair.language,
-    ).order_by(PreferencePair.id)
-    if flt.kind:
-        q = q.where(PreferencePair.kind == flt.kind)
-    if flt.run_id:
-        q = q.where(PreferencePair.run_id == flt.run_id)
-    if flt.min_margin is not None:
-        q = q.where(PreferencePair.margin >= flt.min_margin)
-    if flt.language:
-        q = q.where(PreferencePair.language == flt.language)
+    ).where(*filter_clauses(flt)).order_by(PreferencePair.id)
     with store.engine.connect() as conn:
         yield from conn.execution_options(yield_per=batch).execute(q)
 
@@ -90,9 +101,11 @@ def to_record(row: tuple[Any, ...], shape: str, with_metadata: bool) -> dict[str
 
 def export_pairs(
     store: Store, out: Path, fmt: str = "jsonl", shape: str = "preference", flt: PairFilter | None = None,
-    with_metadata: bool = False,
+    with_metadata: bool = False, card: CardOptions | None = None,
 ) -> int:
-    """Write the selected pairs to ``out``; returns the number of rows written."""
+    """Write the selected pairs to ``out``; returns the number of rows written. With ``card``, the
+    dataset card is written too (inside the folder before it replaces the old one; beside a file
+    right after it), so ``carealign db export`` never leaves an export without its card."""
     if fmt not in FORMATS:
         raise StoreError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if shape not in SHAPES:
@@ -120,13 +133,30 @@ def export_pairs(
             n = _write_arrow(tmp, [to_record(r, shape, with_metadata) for r in rows()], fmt)
         if n == 0:
             raise StoreError(f"no pairs match the selection ({_describe(flt)}); nothing written to {str(out)!r}")
+        if card is not None and fmt == "hf":
+            write_card(store, tmp, out, fmt, shape, flt, with_metadata, n, card)
         if out.is_dir():  # only ever a previous datasets export (checked above)
             shutil.rmtree(out)
         os.replace(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    if card is not None and fmt != "hf":
+        write_card(store, out, out, fmt, shape, flt, with_metadata, n, card)
     return n
+
+
+def write_card(store: Store, written: Path, out: Path, fmt: str, shape: str, flt: PairFilter, with_metadata: bool,
+               rows: int, card: CardOptions) -> Path:
+    """The card of an export at ``written`` (its final path ``out``); see ``store.dataset_card``."""
+    from store.dataset_card import card_path, dataset_card
+
+    path = card_path(written, fmt)
+    text = dataset_card(store, out, fmt, shape, flt, with_metadata, rows, card)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def _is_hf_export(folder: Path) -> bool:

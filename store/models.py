@@ -70,7 +70,7 @@ class Item(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     dataset: Mapped[str] = mapped_column(String(255))
     content_hash: Mapped[str] = mapped_column(String(64))
-    external_id: Mapped[str | None] = mapped_column(String(255))
+    external_id: Mapped[str | None] = mapped_column(String(255), index=True)  # `carealign trace ID`
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
     source: Mapped[str | None] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -180,7 +180,7 @@ class PreferencePair(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     pair_hash: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(32))
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)  # a run's pairs (trace, export)
     item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), index=True)
     prompt: Mapped[list[Any]] = mapped_column(JSONType)
     chosen: Mapped[str] = mapped_column(Text)
@@ -192,6 +192,18 @@ class PreferencePair(Base):
     language: Mapped[str | None] = mapped_column(String(16))
     provenance: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TrainingPair(Base):
+    """A pair a training run used, and on which side of its split. The model folder's manifest
+    lists the same ids; kept here too, so a model traces to its data after its folder is gone."""
+
+    __tablename__ = "training_pairs"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    pair_id: Mapped[int] = mapped_column(ForeignKey("preference_pairs.id"), primary_key=True, autoincrement=False,
+                                         index=True)
+    split: Mapped[str] = mapped_column(String(8))  # train | eval
 
 
 class RubricRecord(Base):

@@ -85,8 +85,8 @@ def test_ensure_schema_creates_every_model_table_at_head_revision(raw_store: Sto
     tables = set(inspect(raw_store.engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
     assert tables - set(Base.metadata.tables) == {"alembic_version"}
-    assert raw_store.current_revision() == "0004"
-    assert raw_store.head_revision() == "0004"
+    assert raw_store.current_revision() == "0005"
+    assert raw_store.head_revision() == "0005"
 
 
 def test_ensure_schema_twice_is_a_noop(raw_store: Store, monkeypatch: pytest.MonkeyPatch):
@@ -98,7 +98,7 @@ def test_ensure_schema_twice_is_a_noop(raw_store: Store, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(Store, "upgrade", no_upgrade)
     raw_store.ensure_schema()
-    assert raw_store.current_revision() == "0004"
+    assert raw_store.current_revision() == "0005"
     assert count(raw_store, Item) == 3
     # a second Store on the same database opens it without migrating either
     again = Store(raw_store.url)
@@ -133,7 +133,7 @@ def test_ensure_schema_refuses_older_revision_and_says_run_db_upgrade(raw_store:
         raw_store.ensure_schema()
     message = str(info.value)
     assert "carealign db upgrade" in message
-    assert "0000" in message and "0004" in message
+    assert "0000" in message and "0005" in message
     # it did not migrate on its own
     assert raw_store.current_revision() == "0000"
     assert set(inspect(raw_store.engine).get_table_names()) == {"alembic_version"}
@@ -400,10 +400,10 @@ def test_claim_gives_distinct_batches_to_two_workers(store: Store):
         assert rows[work_id].attempts == 1 and rows[work_id].claimed_at is not None
     assert all(rows[w].claimed_by == "w2" for w, _ in b)
     with store.session() as s:
-        assert progress(s, "job") == {"pending": 10, "claimed": 10, "done": 0, "failed": 0}
+        assert progress(s, "job") == {"pending": 10, "claimed": 10, "done": 0, "partial": 0, "failed": 0}
         # another job's queue is separate
         assert claim(s, "other-job", "w1", limit=5) == []
-        assert progress(s, "other-job") == {"pending": 0, "claimed": 0, "done": 0, "failed": 0}
+        assert progress(s, "other-job") == {"pending": 0, "claimed": 0, "done": 0, "partial": 0, "failed": 0}
 
 
 def test_complete_marks_done_and_failed_and_progress_counts(store: Store):
@@ -421,7 +421,7 @@ def test_complete_marks_done_and_failed_and_progress_counts(store: Store):
     assert rows[w_bad].status == "failed" and rows[w_bad].error == "judge timed out"
     assert rows[w_left].status == "claimed"
     with store.session() as s:
-        assert progress(s, "job") == {"pending": 2, "claimed": 1, "done": 2, "failed": 1}
+        assert progress(s, "job") == {"pending": 2, "claimed": 1, "done": 2, "partial": 0, "failed": 1}
 
 
 def test_retry_failed_and_requeue_done_put_items_back(store: Store):
@@ -432,9 +432,9 @@ def test_retry_failed_and_requeue_done_put_items_back(store: Store):
         for n, (work_id, _) in enumerate(claimed):
             complete(s, work_id, "w1", error="bad" if n < 2 else None)
     with store.session() as s:
-        assert progress(s, "job") == {"pending": 0, "claimed": 0, "done": 3, "failed": 2}
+        assert progress(s, "job") == {"pending": 0, "claimed": 0, "done": 3, "partial": 0, "failed": 2}
         assert retry_failed(s, "job") == 2
-        assert progress(s, "job") == {"pending": 2, "claimed": 0, "done": 3, "failed": 0}
+        assert progress(s, "job") == {"pending": 2, "claimed": 0, "done": 3, "partial": 0, "failed": 0}
     rows = work_rows(store, "job")
     assert [rows[w].error for w, _ in claimed[:2]] == [None, None]
     with store.session() as s:
@@ -445,7 +445,7 @@ def test_retry_failed_and_requeue_done_put_items_back(store: Store):
         for work_id, _ in again:
             complete(s, work_id, "w2")
         assert requeue_done(s, "job") == 5
-        assert progress(s, "job") == {"pending": 5, "claimed": 0, "done": 0, "failed": 0}
+        assert progress(s, "job") == {"pending": 5, "claimed": 0, "done": 0, "partial": 0, "failed": 0}
         assert retry_failed(s, "job") == 0
         assert len(claim(s, "job", "w3", limit=10)) == 5
 
@@ -465,7 +465,7 @@ def test_enqueue_again_does_not_duplicate_or_reset(store: Store):
     assert sorted(r.item_id for r in rows.values()) == sorted(items + more)
     assert rows[work_id].status == "done"  # already-queued items keep their state
     with store.session() as s:
-        assert progress(s, "job") == {"pending": 22, "claimed": 0, "done": 1, "failed": 0}
+        assert progress(s, "job") == {"pending": 22, "claimed": 0, "done": 1, "partial": 0, "failed": 0}
         enqueue(s, "job-2", items[:4])  # the same items in another job are separate work
         assert progress(s, "job-2")["pending"] == 4
 
@@ -502,7 +502,7 @@ def test_claim_after_expired_lease_is_taken_over(store: Store):
     assert sorted(rest) == sorted(first[1:])
     assert {work_rows(store, "job")[w].claimed_by for w, _ in rest} == {"w3"}
     with store.session() as s:
-        assert progress(s, "job") == {"pending": 0, "claimed": 3, "done": 1, "failed": 0}
+        assert progress(s, "job") == {"pending": 0, "claimed": 3, "done": 1, "partial": 0, "failed": 0}
 
 
 def test_complete_by_non_owner_does_nothing(store: Store):
@@ -516,7 +516,7 @@ def test_complete_by_non_owner_does_nothing(store: Store):
     row = work_rows(store, "job")[work_id]
     assert row.status == "claimed" and row.claimed_by == "owner" and row.error is None
     with store.session() as s:
-        assert progress(s, "job") == {"pending": 0, "claimed": 2, "done": 0, "failed": 0}
+        assert progress(s, "job") == {"pending": 0, "claimed": 2, "done": 0, "partial": 0, "failed": 0}
 
 
 # -- 6. concurrency: several worker processes ---------------------------------------------------
@@ -863,11 +863,49 @@ def test_upgrade_from_0001_keeps_the_data_and_adds_the_new_tables(db_url: str):
     with pytest.raises(StoreError, match="carealign db upgrade"):
         old.ensure_schema()  # a command never migrates by itself
     old.upgrade()
-    assert old.current_revision() == "0004"
+    assert old.current_revision() == "0005"
     new_tables = {"candidate_scores", "rubrics", "rubric_reviews", "check_answers"}
     assert new_tables <= set(inspect(old.engine).get_table_names())
     with old.session() as s:
         assert s.get(Run, run_id).config == {"v": 1} and count(old, Item) == 1
+    old.dispose()
+
+
+def test_upgrade_from_0004_keeps_the_data_and_adds_training_pairs_and_lineage_indexes(db_url: str):
+    """A store at 0004 (before training runs kept their pairs) migrates in place, and back."""
+    from alembic import command
+
+    from store.db import alembic_config
+    from store.lineage import record_training_pairs, trace_pair, training_pair_ids
+
+    old = Store(db_url)
+    command.upgrade(alembic_config(old.engine), "0004")
+    run_id = make_run(old, "generate", {"v": 4})
+    with old.session() as s:
+        (item,) = upsert_items(s, "ds", [{"payload": {"prompt": "kept?"}, "external_id": "q-1", "source": "q.jsonl:1"}])
+        add_pairs(s, [pair(run_id, item, "kept answer")])
+    with old.session() as s:
+        pair_id = s.scalar(select(PreferencePair.id))
+    old.upgrade()
+    assert old.current_revision() == "0005"
+    inspector = inspect(old.engine)
+    assert "training_pairs" in inspector.get_table_names()
+    indexes = {t: {i["name"] for i in inspector.get_indexes(t)}
+               for t in ("items", "preference_pairs", "training_pairs")}
+    assert "ix_items_external_id" in indexes["items"] and "ix_preference_pairs_run_id" in indexes["preference_pairs"]
+    assert "ix_training_pairs_pair_id" in indexes["training_pairs"]
+    with old.session() as s:
+        assert s.get(Run, run_id).config == {"v": 4}
+        assert s.get(PreferencePair, pair_id).chosen == "kept answer" and s.get(Item, item).external_id == "q-1"
+    train_run = make_run(old, "train-rm")
+    with old.session() as s:
+        record_training_pairs(s, train_run, [pair_id], [])
+    with old.session() as s:
+        assert training_pair_ids(s, train_run) == {"train": [pair_id], "eval": []}
+    assert trace_pair(old, pair_id)["pair"]["trained_by"] == [{"run_id": train_run, "split": "train"}]
+    command.downgrade(alembic_config(old.engine), "0004")
+    assert "training_pairs" not in inspect(old.engine).get_table_names()
+    assert count(old, PreferencePair) == 1 and count(old, Run) == 2
     old.dispose()
 
 
@@ -882,4 +920,4 @@ def _init_store(url: str) -> str:
 def test_workers_starting_together_on_an_empty_postgresql_database_all_succeed(pg_url: str):
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(4) as pool:
-        assert pool.map(_init_store, [pg_url] * 4) == ["0004"] * 4
+        assert pool.map(_init_store, [pg_url] * 4) == ["0005"] * 4

@@ -3,12 +3,13 @@
 
 The manifest lists the exact pair ids used for training (and the held-out ones, kept apart), a
 sha256 of the sorted training ids to compare runs at a glance, the filters and config, the base
-model, library versions and the code version, and the store URL with any password hidden.
+model, library versions and the code version, and the store URL with any password hidden. The store
+keeps the same pair ids (``training_pairs``, written with the finished run), so ``carealign trace``
+walks from a model to its data even after the model folder is gone.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
@@ -16,16 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from store import Store, redact_url
+from store.errors import StoreError
+from store.lineage import pair_ids_sha256, record_training_pairs
 from store.records import code_version, create_run, finish_run
 from training.common import TrainResult
 from training.data_config import DataConfig
 
 LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
 MANIFEST = "training_manifest.json"
-
-
-def pair_ids_sha256(ids: list[int]) -> str:
-    return hashlib.sha256(",".join(str(i) for i in sorted(ids)).encode()).hexdigest()
 
 
 def library_versions() -> dict[str, str | None]:
@@ -97,5 +96,21 @@ def end_run(store: Store, run_id: str, result: TrainResult | None, status: str =
     if result is not None:
         stats = {**result.stats, "counts": result.counts, "pair_ids_sha256": pair_ids_sha256(result.train_pair_ids),
                  "out_dir": str(result.out_dir)}
-    with store.session() as s:
+    with store.session() as s:  # the run is completed together with the record of its pairs
+        if result is not None:
+            record_training_pairs(s, run_id, result.train_pair_ids, result.eval_pair_ids)
         finish_run(s, run_id, status, stats, error)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """A model folder's manifest (``carealign trace FOLDER``); an error names the folder or file."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise StoreError(f"{str(folder)!r} has no {MANIFEST}: not a model folder written by `carealign train`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("run_id"), str):
+        raise StoreError(f"{path}: field 'run_id': missing (the model was not recorded in a store)")
+    return data
