@@ -14,6 +14,7 @@ non-zero exit (the traceback only with ``--debug``).
     bench ...            cli_bench         graphs/bench/
     train ...            cli_train         training/
     db ..., runs ...     cli_store         store/
+    trace TARGET         cli_trace         store/lineage.py
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from carealign.cli_generate import generate_app
 from carealign.cli_rubric_prefs import rubric_prefs_app
 from carealign.cli_rubrics import rubrics_app
 from carealign.cli_store import db_app, runs_app
+from carealign.cli_trace import trace_app
 from carealign.cli_train import train_app
 from carealign.command import Ctx, console, current, handles_errors, set_current
 from carealign.options import global_option, limit_option
@@ -54,6 +56,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(train_app, name="train")
 app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
+app.add_typer(trace_app)
 data_app = typer.Typer(no_args_is_help=True, help="Turn public datasets into carealign inputs.")
 app.add_typer(data_app, name="data")
 
@@ -98,13 +101,19 @@ def main_options(
                                             "process-wide"),
     model_file: str | None = global_option("local_model", "--model-file", help="embedded model: GGUF path, "
                                            "'smollm2-135m-instruct' or 'gemma3-270m'"),
+    max_cost_usd: float | None = global_option("budget_usd", "--max-cost-usd"),
+    max_total_tokens: int | None = global_option("budget_tokens", "--max-total-tokens", help="stop the "
+                                                 "command's jobs cleanly once its LLM calls used this many tokens "
+                                                 "(prompt + completion; --max-tokens would be the reply cap); "
+                                                 "resumable"),
     config: Path | None = typer.Option(None, "--config", help="TOML settings file"),
     debug: bool = typer.Option(False, "--debug", help="show tracebacks and debug logs"),
     show_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                       help="print the version and exit"),
 ) -> None:
     overrides = {"db": db, "base_url": base_url, "model": model, "api_key_env": api_key_env,
-                 "concurrency": concurrency, "local_model": model_file}
+                 "concurrency": concurrency, "local_model": model_file, "budget_usd": max_cost_usd,
+                 "budget_tokens": max_total_tokens}
     ctx.obj = set_current(Ctx(config, debug, overrides))
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING)
     if not debug:
@@ -118,11 +127,12 @@ def serve_local(port: int | None = typer.Option(None, "--port", help="[default: 
     """Run the embedded llama.cpp server until Ctrl-C (for use with --base-url elsewhere)."""
     import time
 
-    from agents.local_server import LocalServer, LocalServerConfig
+    from agents.local_server import LocalServer
+    from carealign.engines import local_server_config
 
-    s = current().settings()
-    with LocalServer(LocalServerConfig(model=s.local_model, n_ctx=s.local_n_ctx, port=port)) as srv:
-        console.print(f"serving {srv.model_name} at [bold]{srv.base_url}[/] (Ctrl-C to stop)")
+    with LocalServer(local_server_config(current().settings(), port)) as srv:
+        console.print(f"serving {srv.model_name} at [bold]{srv.base_url}[/] on {srv.describe()} (Ctrl-C to stop)",
+                      soft_wrap=True)
         try:
             while True:
                 time.sleep(1)

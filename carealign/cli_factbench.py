@@ -83,10 +83,7 @@ async def build_command(console: Console, settings: Settings, sources: list[Path
                                                                  redo=session.redo, on_item=on_item))
         for t in build_summary(session.store, report.run_id, config.round):
             console.print(table(t))
-    if report.summary.failed:
-        console.print(f"[yellow]{report.summary.failed} sources failed[/] (LLM failures; run again to retry): "
-                      + escape("; ".join(f"{k} x{v}" for k, v in report.summary.reasons.items())))
-    return report.run_id
+    return report.run_id  # why sources failed: the failure table session.run printed
 
 
 @factbench_app.command("build")

@@ -99,7 +99,7 @@ async def draft_command(settings: Settings, input_file: Path, dataset: str, limi
                                    show_progress=not deps.review_inline)
         s = report.summary
         # a skipped review counts as not done (the next run asks again), not as a failure worth alarm
-        console.print(f"rubrics draft: {len(to_draft)} instructions without a rubric, {s.done + s.failed} "
+        console.print(f"rubrics draft: {len(to_draft)} instructions without a rubric, {s.done + s.partial + s.failed} "
                       "processed now: " + (", ".join(f"{k}: {v}" for k, v in sorted(s.outcomes.items()))
                                            or "all done before"))
         console.print(pool_table(store))

@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from carealign.command import console, current, handles_errors
 from carealign.tables import runs_table, show_run
+from graphs.esc_search.esc_pro import FORMAT as ESC_PRO
+from graphs.esc_search.esc_pro_export import check_esc_pro_options, export_stored_esc_pro
+from store.dataset_card import CardOptions, card_path, push_export
 from store.export import PairFilter, export_pairs
 from store.records import table_counts
 
@@ -53,18 +57,33 @@ def db_stats() -> None:
 @handles_errors
 def db_export(
     out: Path = typer.Option(..., "--out", "-o", help="output file (jsonl, parquet) or folder (hf)"),
-    fmt: str = typer.Option("jsonl", "--format", help="jsonl | parquet | hf"),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl | parquet | hf | esc-pro (ESC dialogues in the "
+                            "published ESC-Pro shape, from the pairs' trees; needs --kind esc)"),
     shape: str = typer.Option("preference", "--shape", help="preference (DPO/reward) | prompt (GRPO)"),
     kind: str | None = typer.Option(None, "--kind", help="only pairs of this kind (generic, rubric, esc)"),
     run: str | None = typer.Option(None, "--run", help="only pairs of this run id"),
     min_margin: float | None = typer.Option(None, "--min-margin", help="only pairs with at least this margin"),
     language: str | None = typer.Option(None, "--language", help="only pairs in this language"),
     with_metadata: bool = typer.Option(False, "--with-metadata", help="add pair_id, kind, margin, run_id columns"),
+    push_to_hub: str | None = typer.Option(None, "--push-to-hub", help="then upload the export and its card to this "
+                                           "Hugging Face dataset repo (user/name; needs network and a token)"),
 ) -> None:
-    """Export preference pairs in the formats trl's trainers load."""
+    """Export preference pairs in the formats trl's trainers load, with a dataset card beside them."""
+    if push_to_hub and fmt == ESC_PRO:
+        raise ValueError("--push-to-hub uploads jsonl, parquet and hf exports (with their dataset card), not esc-pro")
+    if fmt == ESC_PRO:
+        check_esc_pro_options(kind, shape, with_metadata)
+        with current().existing_store() as store:
+            written = export_stored_esc_pro(store, PairFilter(kind, run, min_margin, language), out)
+        console.print(escape(written.summary(out)))
+        return
     with current().existing_store() as store:
-        n = export_pairs(store, out, fmt, shape, PairFilter(kind, run, min_margin, language), with_metadata)
+        n = export_pairs(store, out, fmt, shape, PairFilter(kind, run, min_margin, language), with_metadata,
+                         card=CardOptions(license=current().settings().export_license))
     console.print(f"wrote {n:,} rows to {out} ({fmt}, {shape})")
+    console.print(escape(f"dataset card: {card_path(out, fmt)}"), soft_wrap=True)
+    if push_to_hub:
+        console.print(escape(f"pushed to {push_export(out, fmt, push_to_hub)}"), soft_wrap=True)
 
 
 @runs_app.command("list")
@@ -77,7 +96,11 @@ def runs_list(limit: int = typer.Option(20, "--limit", min=1, help="the newest N
 
 @runs_app.command("show")
 @handles_errors
-def runs_show(run: str = typer.Argument(..., help="run id (a unique prefix is enough)")) -> None:
-    """One run: config, code version, status, timings and what it produced."""
+def runs_show(
+    run: str = typer.Argument(..., help="run id (a unique prefix is enough)"),
+    errors: bool = typer.Option(False, "--errors", help="list every failed or partial item with its reason"),
+    config: bool = typer.Option(False, "--config", help="print the run's full config"),
+) -> None:
+    """One run: status, timings, what it produced and why items failed."""
     with current().existing_store() as store:
-        show_run(console, store, run)
+        show_run(console, store, run, errors=errors, config=config)

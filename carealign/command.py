@@ -16,22 +16,31 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from agents.backends import safe_http_url
 from agents.engine import LLMEngine
 from agents.errors import LLMError
 from benchmarks.datasets.instructions import InputError
+from benchmarks.datasets.limits import INPUT_LIMITS, InputLimits
 from carealign.engines import Engines, open_engines
 from carealign.settings import Settings, SettingsError, load_settings
-from graphs.common.runner import ItemOutcome, WorkflowReport
+from graphs.common.runner import CONTROLS, Budget, ItemOutcome, RunControls, WorkflowReport
+from graphs.common.workers import NOTICES
 from store import Store, StoreError
 
 console = Console()
@@ -49,6 +58,8 @@ class Ctx:
     def settings(self, **more: Any) -> Settings:
         if self._settings is None or more:
             self._settings = load_settings(self.config, **self.overrides, **more)
+            # the readers measure every input record against these (benchmarks.datasets.limits)
+            INPUT_LIMITS.set(InputLimits(self._settings.max_input_bytes, self._settings.max_input_tokens))
         return self._settings
 
     def settings_with(self, section: str | None = None, values: dict[str, Any] | None = None,
@@ -111,7 +122,8 @@ def handles_errors(fn):
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            # Ctrl-C or SIGTERM; inside the event loop it can surface as the main task's cancellation
             err_console.print("[yellow]interrupted[/]")
             raise typer.Exit(130) from None
         except USER_ERRORS as exc:
@@ -155,9 +167,11 @@ def check_limit(limit: int | None) -> int | None:
 def _usage_fields(engines: list[LLMEngine], started: float) -> dict[str, object]:
     usages = [e.usage for e in {id(e): e for e in engines}.values()]
     elapsed = max(time.perf_counter() - started, 1e-6)
+    cost = sum(u.cost_usd for u in usages)
     return {"calls": sum(u.calls for u in usages), "hits": sum(u.cache_hits for u in usages),
             "tokens": sum(u.prompt_tokens + u.completion_tokens for u in usages),
-            "rate": sum(u.completion_tokens for u in usages) / elapsed, "failed": sum(u.failures for u in usages)}
+            "rate": sum(u.completion_tokens for u in usages) / elapsed, "failed": sum(u.failures for u in usages),
+            "cost": f", ${cost:.4f}" if cost else ""}
 
 
 def run_config(settings: Settings, engines: Engines) -> dict[str, object]:
@@ -171,6 +185,7 @@ def run_config(settings: Settings, engines: Engines) -> dict[str, object]:
     }
     if engines.local is not None:
         resolved["embedded_model_file"] = str(engines.local.model_path)
+        resolved["embedded_server"] = engines.local.describe()  # native llama-server or llama-cpp-python's
     return {**settings.for_run(), "resolved": resolved}
 
 
@@ -186,8 +201,8 @@ async def with_progress(title: str, total: int, engines: list[LLMEngine],
     progress = Progress(
         TextColumn(f"[bold]{title}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("items"),
         TextColumn("{task.fields[calls]} calls ({task.fields[hits]} cached, {task.fields[failed]} failed)"),
-        TextColumn("{task.fields[tokens]:,} tok"), TextColumn("{task.fields[rate]:.1f} out-tok/s"),
-        TimeElapsedColumn(), console=console, transient=False,
+        TextColumn("{task.fields[tokens]:,} tok{task.fields[cost]}"), TextColumn("{task.fields[rate]:.1f} out-tok/s"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
     )
     started = time.perf_counter()
     with progress:
@@ -211,6 +226,22 @@ async def with_progress(title: str, total: int, engines: list[LLMEngine],
     return result
 
 
+def _report_of(result: Any) -> WorkflowReport | None:
+    if isinstance(result, WorkflowReport):
+        return result
+    if isinstance(result, tuple):
+        return next((r for r in result if isinstance(r, WorkflowReport)), None)
+    return None
+
+
+def print_failures(report: WorkflowReport) -> None:
+    """The top failure reasons of a job, with counts and one item to look at (every command)."""
+    from carealign.tables import failures_table
+
+    if report.summary.failures:
+        console.print(failures_table(report))
+
+
 @dataclass
 class PipelineSession:
     """An open store and checked engines for one command; see ``pipeline_session``."""
@@ -218,6 +249,7 @@ class PipelineSession:
     settings: Settings
     store: Store
     engines: Engines
+    unfinished: list[WorkflowReport] = field(default_factory=list)
 
     @property
     def redo(self) -> bool:
@@ -229,7 +261,25 @@ class PipelineSession:
 
     async def run(self, title: str, total: int, engines: list[LLMEngine],
                   run: Callable[[OnItem | None], Awaitable[Any]], show_progress: bool = True) -> Any:
-        return await with_progress(title, total, engines, run, show_progress)
+        """Run a workflow under the progress line; then show why items failed, and remember a job
+        that did not finish (the command then exits non-zero)."""
+        result = await with_progress(title, total, engines, run, show_progress)
+        report = _report_of(result)
+        if report is not None:
+            print_failures(report)
+            if not report.finished:
+                self.unfinished.append(report)
+        return result
+
+    def finish(self) -> None:
+        """Say which jobs did not finish and why, and exit 3 (scripts can tell)."""
+        for r in self.unfinished:
+            left = ", ".join(f"{k}: {v}" for k, v in r.counts.items() if v and k not in ("done",))
+            why = r.summary.stopped or "items still pending or held by other workers"
+            console.print(f"[yellow]run {r.run_id} is {r.status}[/] ({escape(why)}; {left or 'no counts'}): "
+                          "run the same command again to finish it", highlight=False)
+        if self.unfinished:
+            raise typer.Exit(3)
 
 
 @asynccontextmanager
@@ -239,13 +289,21 @@ async def pipeline_session(settings: Settings, *, more_generators: list[str] | N
     """Open the store (its URL checked, nothing written), then the engines (servers checked), then
     create the schema; close everything on the way out."""
     store = Store(settings.db, must_exist=must_exist)
+    budget = (Budget(settings.budget_tokens, settings.budget_usd)
+              if settings.budget_tokens or settings.budget_usd else None)
+    notices = NOTICES.set(lambda message: console.print(f"[yellow]{escape(message)}[/]"))
+    controls = CONTROLS.set(RunControls(budget))
     try:
         async with open_engines(settings, store, more_generators, more_judges,
                                 warn_self_grading=warn_self_grading) as engines:
             store.ensure_schema()
-            yield PipelineSession(settings, store, engines)
+            session = PipelineSession(settings, store, engines)
+            yield session
     finally:
+        CONTROLS.reset(controls)
+        NOTICES.reset(notices)
         store.dispose()
+    session.finish()
 
 
 def outcome_line(report: WorkflowReport) -> str:

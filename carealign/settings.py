@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from agents.local_server import DEFAULT_PARALLEL
 from graphs.bench.configuration import BenchConfig
 from graphs.esc_search.configuration import EscSearchConfig
 from graphs.factbench.configuration import FactbenchConfig
@@ -64,8 +65,31 @@ class Settings(BaseSettings):
     seed: int = 0
     cache: bool = True
     local_model: str = Field("smollm2-135m-instruct", description="embedded model name or GGUF path")
-    local_n_ctx: int = Field(4096, ge=256)
+    local_n_ctx: int = Field(4096, ge=256, description="embedded model: context tokens per request (per slot)")
+    local_server: Literal["auto", "native", "python"] = Field(
+        "auto", description="embedded model server: llama.cpp's native llama-server (parallel slots), "
+        "llama-cpp-python's server (one request at a time), or auto = native when it is built")
+    local_parallel: int = Field(DEFAULT_PARALLEL, ge=1, le=64, description="native server: slots, i.e. "
+                                "requests decoded together (continuous batching); measured best on 2 cores")
+    local_threads: int | None = Field(None, ge=1, description="embedded model: CPU threads; unset = all usable cores")
+    local_jinja: bool = Field(False, description="native server: the GGUF's Jinja chat template (for formats "
+                              "llama.cpp has no built-in template for); off = the built-in one, with which a "
+                              "json_schema reply is bare JSON (with Jinja it may come in a ```json fence: more tokens)")
+    local_server_binary: str | None = Field(
+        None, description="native llama-server path; unset = ~/.cache/carealign/llama-server-VERSION/bin/llama-server")
+    local_startup_timeout: float = Field(120.0, gt=0, description="seconds the embedded server may take to answer")
     prices: dict[str, dict[str, float]] = Field(default_factory=dict, description="USD per 1M tokens")
+    export_license: str = Field("other", description="license field of the dataset cards `db export` writes (a "
+                                "Hugging Face license id, e.g. cc-by-4.0); 'other' = not set: the card says the "
+                                "inputs' licenses and the model providers' terms apply")
+    max_input_bytes: int = Field(1_000_000, ge=1, description="an input line or record over this many bytes is "
+                                 "refused (file:line), before anything is stored or sent")
+    max_input_tokens: int = Field(32_768, ge=1, description="an input record holding more than about this many "
+                                  "tokens is refused (file:line); keep it under the model's context")
+    budget_usd: float | None = Field(None, gt=0, description="stop the command's jobs cleanly once its LLM calls "
+                                     "cost this much (needs prices); resumable")
+    budget_tokens: int | None = Field(None, ge=1, description="stop the command's jobs cleanly once its LLM calls "
+                                      "used this many tokens (prompt + completion); resumable")
     # one section per pipeline, each declared once in graphs/<pipeline>/configuration.py
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     rubric_prefs: RubricPrefsConfig = Field(default_factory=RubricPrefsConfig)

@@ -8,12 +8,22 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from benchmarks.metrics import binary_agreement
 from graphs.common.runner import WorkflowReport
+from graphs.common.workers import run_is_dead
 from store import Store
-from store.run_reports import find_run, job_scores, pair_count, recent_runs, run_counts, second_grader_verdicts
+from store.run_reports import (
+    find_run,
+    job_scores,
+    pair_count,
+    recent_runs,
+    run_counts,
+    second_grader_verdicts,
+    unfinished_items,
+)
 
 
 def _tokens(usage: dict[str, Any]) -> tuple[int, int]:
@@ -44,12 +54,25 @@ def rows_table(title: str, head: list[str], rows: list[list[str]], left: tuple[s
     return t
 
 
+def failures_table(report: WorkflowReport) -> Table:
+    """Why items did not end done: the top reasons (numbers masked), with counts and one item each."""
+    s = report.summary
+    t = Table(title=f"{s.partial + s.failed} items not done (run {report.run_id[:12]}): top reasons; "
+                    f"`carealign runs show {report.run_id[:12]} --errors` lists them all")
+    t.add_column("items", justify="right")
+    t.add_column("reason", overflow="fold")
+    t.add_column("e.g. item", justify="right")
+    for _, group in s.top_failures():
+        t.add_row(str(group.count), escape(group.example), str(group.example_item_id))
+    return t
+
+
 def generate_summary_table(report: WorkflowReport, store: Store) -> Table:
     s, u = report.summary, report.usage
     pt, ct = _tokens(u)
     return summary_table(f"generate: run {report.run_id}", [
         ("items in input", f"{report.items}"),
-        ("items processed now", f"{s.done + s.failed} ({s.failed} failed)"),
+        ("items processed now", f"{s.done + s.partial + s.failed} ({s.partial} partial, {s.failed} failed)"),
         ("outcomes", ", ".join(f"{k}: {v}" for k, v in sorted(s.outcomes.items())) or "none (all done before)"),
         ("LLM calls made", f"{_usage_total(u, 'calls')} ({_usage_total(u, 'retries')} retries, "
                            f"{_usage_total(u, 'failures')} failed)"),
@@ -80,7 +103,8 @@ def rubric_prefs_table(report: WorkflowReport, store: Store) -> Table:
     kept = {k: v for k, v in s.reasons.items() if not k.startswith("no pair")}
     dropped = {k.removeprefix("no pair: "): v for k, v in s.reasons.items() if k.startswith("no pair")}
     return summary_table(f"rubric-prefs: run {report.run_id}", [
-        ("instructions", f"{report.items} ({s.done + s.failed} processed now, {s.failed} failed)"),
+        ("instructions", f"{report.items} ({s.done + s.partial + s.failed} processed now, {s.partial} partial, "
+                         f"{s.failed} failed)"),
         ("candidates graded (this job)", f"{graded}"),
         ("judgments", f"{sum(x.judgments for x in scores)}"),
         ("pairs kept", ", ".join(f"{k}: {v}" for k, v in sorted(kept.items())) or "0"),
@@ -96,30 +120,52 @@ def rubric_prefs_table(report: WorkflowReport, store: Store) -> Table:
 
 
 def runs_table(store: Store, limit: int) -> Table:
+    """The newest runs; a ``running`` run whose process is gone shows as ``dead``."""
     t = Table(title=f"runs in {store.safe_url}")
     for col in ("run", "kind", "status", "started", "seconds", "calls", "pairs", "code"):
         t.add_column(col, no_wrap=col in ("run", "started", "status"))
     for r in recent_runs(store, limit):
         secs = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
         usage = (r.stats or {}).get("usage", {})
-        t.add_row(r.id[:12], r.kind, r.status, r.started_at.strftime("%m-%d %H:%M"),
+        status = "dead" if r.status == "running" and run_is_dead(r.stats) else r.status
+        t.add_row(r.id[:12], r.kind, status, r.started_at.strftime("%m-%d %H:%M"),
                   f"{secs:.1f}" if secs is not None else "-", str(_usage_total(usage, "calls")),
                   str((r.stats or {}).get("new_pairs", "-")), r.code_version.removeprefix("git:"))
     return t
 
 
-def show_run(console: Console, store: Store, run_id: str) -> None:
+def show_run(console: Console, store: Store, run_id: str, *, errors: bool = False, config: bool = False) -> None:
+    """One run: what it is and did, why items failed; the item-by-item errors and the full config
+    only when asked (``--errors``, ``--config``)."""
     run = find_run(store, run_id)
+    stats = run.stats or {}
+    status = "dead" if run.status == "running" and run_is_dead(stats) else run.status
     t = Table(title=f"run {run.id}", show_header=False)
     t.add_column("field")
-    t.add_column("value")
-    for k, v in [("kind", run.kind), ("status", run.status), ("job", run.job_key or "-"),
+    t.add_column("value", overflow="fold")
+    inputs = stats.get("input_items") or {}
+    for k, v in [("kind", run.kind), ("status", status), ("job", run.job_key or "-"),
                  ("code", run.code_version), ("config hash", run.config_hash[:16]),
                  ("started", str(run.started_at)), ("finished", str(run.finished_at or "-")),
-                 ("error", run.error or "-"), *[(k, str(v)) for k, v in run_counts(store, run.id).items()]]:
-        t.add_row(k, v)
+                 ("error", run.error or "-"),
+                 ("input items", ", ".join(f"{k}: {v}" for k, v in inputs.items()) or "-"),
+                 ("processed now", f"{stats.get('done', 0)} done, {stats.get('partial', 0)} partial, "
+                                   f"{stats.get('failed', 0)} failed" if "done" in stats else "-"),
+                 *[(k, str(v)) for k, v in run_counts(store, run.id).items()]]:
+        t.add_row(k, escape(str(v)))
     console.print(t)
-    console.print("[bold]config[/]")
-    console.print_json(json.dumps(run.config))
-    console.print("[bold]stats[/]")
-    console.print_json(json.dumps(run.stats))
+    failures = stats.get("failures") or {}
+    if failures:
+        console.print(rows_table("why items were not done (top reasons)", ["items", "reason", "e.g. item"],
+                                 [[str(g["count"]), escape(g["example"]), str(g["example_item_id"])]
+                                  for g in failures.values()], left=("reason",)))
+    if errors:
+        rows = unfinished_items(store, run.id)
+        console.print(rows_table(f"{len(rows)} failed or partial items of this run", ["item", "status", "reason"],
+                                 [[str(w.item_id), w.status, escape(w.error or "-")] for w in rows],
+                                 left=("status", "reason")))
+    if config:
+        console.print("[bold]config[/]")
+        console.print_json(json.dumps(run.config))
+    else:
+        console.print("(the full config: --config)")

@@ -4,12 +4,17 @@ A job (identified by ``job_key``: the workflow plus the config that shapes its o
 per item. Workers claim pending rows with a single ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE
 SKIP LOCKED) RETURNING``: on PostgreSQL concurrent claimers skip each other's locked rows; on SQLite
 the statement is atomic because SQLite serialises writers. A claim whose worker died is taken over
-once its lease has expired.
+once its lease has expired, or at once by a worker on the same host that sees its process is gone.
+
+An item ends ``done`` (all of its planned work is stored), ``partial`` (some of it is stored, the rest
+failed with the reason in ``error``) or ``failed``; a re-run of the job retries partial and failed
+items, and answers the work already done from the request cache.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
@@ -18,7 +23,8 @@ from sqlalchemy.orm import Session
 from store.db import insert_ignore
 from store.models import WorkItem
 
-PENDING, CLAIMED, DONE, FAILED = "pending", "claimed", "done", "failed"
+PENDING, CLAIMED, DONE, PARTIAL, FAILED = "pending", "claimed", "done", "partial", "failed"
+FINISHED = (DONE, PARTIAL, FAILED)
 
 
 def enqueue(session: Session, job_key: str, item_ids: Sequence[int]) -> None:
@@ -30,10 +36,10 @@ def enqueue(session: Session, job_key: str, item_ids: Sequence[int]) -> None:
 
 
 def retry_failed(session: Session, job_key: str) -> int:
-    """Put a job's failed items back to pending (a re-run retries what failed before)."""
+    """Put a job's failed and partial items back to pending (a re-run retries what failed before)."""
     res = session.execute(
         update(WorkItem)
-        .where(WorkItem.job_key == job_key, WorkItem.status == FAILED)
+        .where(WorkItem.job_key == job_key, WorkItem.status.in_((FAILED, PARTIAL)))
         .values(status=PENDING, error=None)
     )
     return int(res.rowcount or 0)
@@ -80,20 +86,69 @@ def renew(session: Session, work_ids: Sequence[int], worker: str) -> None:
     )
 
 
-def complete(session: Session, work_id: int, worker: str, error: str | None = None) -> None:
-    """Mark a claimed item done (or failed, with its reason). Only the claiming worker may."""
+def complete(session: Session, work_id: int, worker: str, error: str | None = None, status: str | None = None) -> None:
+    """Mark a claimed item done, or partial / failed with its reason. Only the claiming worker may."""
+    status = status or (FAILED if error else DONE)
+    if status not in FINISHED:
+        raise ValueError(f"an item cannot end {status!r}")
+    if status != DONE and not error:
+        raise ValueError(f"a {status} item needs its reason")
     session.execute(
         update(WorkItem)
         .where(WorkItem.id == work_id, WorkItem.claimed_by == worker)
-        .values(status=FAILED if error else DONE, error=error)
+        .values(status=status, error=error)
     )
 
 
-def progress(session: Session, job_key: str) -> dict[str, int]:
-    q = select(WorkItem.status, func.count()).where(WorkItem.job_key == job_key).group_by(WorkItem.status)
-    counts = {PENDING: 0, CLAIMED: 0, DONE: 0, FAILED: 0}
-    counts.update({s: int(n) for s, n in session.execute(q)})
+def progress(session: Session, job_key: str, item_ids: Sequence[int] | None = None) -> dict[str, int]:
+    """Items of a job by status (only ``item_ids`` when given: one run's input)."""
+    q = select(WorkItem.status, func.count()).where(WorkItem.job_key == job_key)
+    if item_ids is not None:
+        q = q.where(WorkItem.item_id.in_(set(item_ids)))
+    counts = {PENDING: 0, CLAIMED: 0, DONE: 0, PARTIAL: 0, FAILED: 0}
+    counts.update({s: int(n) for s, n in session.execute(q.group_by(WorkItem.status))})
     return counts
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Items of a job claimed by another worker, and when the newest of those claims was renewed."""
+
+    worker: str
+    items: int
+    renewed_at: datetime
+
+
+def held_by_others(session: Session, job_key: str, worker: str) -> list[Hold]:
+    rows = session.execute(
+        select(WorkItem.claimed_by, func.count(), func.max(WorkItem.claimed_at))
+        .where(WorkItem.job_key == job_key, WorkItem.status == CLAIMED, WorkItem.claimed_by != worker)
+        .group_by(WorkItem.claimed_by)
+    ).all()
+    return [Hold(str(w), int(n), _aware(at)) for w, n, at in rows]
+
+
+def claimants(session: Session) -> list[str]:
+    """Every worker that holds a claim now (any job)."""
+    return [str(w) for w in session.scalars(
+        select(WorkItem.claimed_by).where(WorkItem.status == CLAIMED).distinct()) if w]
+
+
+def release_worker(session: Session, worker: str) -> int:
+    """Hand every claim of ``worker`` back to the queue (its process is gone); returns how many."""
+    res = session.execute(
+        update(WorkItem)
+        .where(WorkItem.claimed_by == worker, WorkItem.status == CLAIMED)
+        .values(status=PENDING, claimed_by=None, claimed_at=None)
+    )
+    return int(res.rowcount or 0)
+
+
+def _aware(at: datetime | None) -> datetime:
+    """SQLite gives naive datetimes back; they are UTC."""
+    if at is None:
+        return datetime.now(UTC)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def requeue_done(session: Session, job_key: str) -> int:

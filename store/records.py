@@ -56,22 +56,47 @@ def code_version() -> str:
 
 
 # -- runs ---------------------------------------------------------------------------------------
-def create_run(session: Session, kind: str, config: dict[str, Any], job_key: str | None = None) -> str:
+def create_run(session: Session, kind: str, config: dict[str, Any], job_key: str | None = None,
+               worker: dict[str, Any] | None = None) -> str:
+    """A new run, ``running``; ``worker`` (host, pid, lease) lets others tell when its process is gone."""
     run_id = uuid.uuid4().hex
     session.add(
         Run(
             id=run_id, kind=kind, job_key=job_key, status="running", config=config,
-            config_hash=sha256_of(config), code_version=code_version(), stats={},
+            config_hash=sha256_of(config), code_version=code_version(),
+            stats={"worker": worker, "heartbeat_at": datetime.now(UTC).isoformat()} if worker else {},
         )
     )
     return run_id
 
 
+def touch_run(session: Session, run_id: str) -> None:
+    """The run's heartbeat: its process is alive now."""
+    run = session.get(Run, run_id)
+    if run is not None and run.status == "running":
+        run.stats = {**(run.stats or {}), "heartbeat_at": datetime.now(UTC).isoformat()}
+
+
+def running_runs(session: Session) -> list[Run]:
+    rows = session.scalars(select(Run).where(Run.status == "running")).all()
+    session.expunge_all()
+    return list(rows)
+
+
+def mark_run_dead(session: Session, run_id: str, why: str) -> None:
+    """A run whose process is gone: its status says so (only if it still claims to be running)."""
+    session.execute(update(Run).where(Run.id == run_id, Run.status == "running")
+                    .values(status="dead", error=why, finished_at=datetime.now(UTC)))
+
+
 def finish_run(session: Session, run_id: str, status: str, stats: dict[str, Any], error: str | None = None):
+    run = session.get(Run, run_id)
+    worker = (run.stats or {}).get("worker") if run is not None else None
     session.execute(
         update(Run)
         .where(Run.id == run_id)
-        .values(status=status, stats=stats, error=error, finished_at=datetime.now(UTC))
+        .values(status=status, stats={**stats, "worker": worker} if worker else stats, error=error,
+                finished_at=datetime.now(UTC))
     )
 
 

@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 
 from store.db import Store
 from store.errors import StoreError
-from store.models import Candidate, CandidateScore, Judgment, LLMCall, PreferencePair, Run
+from store.models import Candidate, CandidateScore, Judgment, LLMCall, PreferencePair, Run, WorkItem
+from store.queue import FAILED, PARTIAL
 
 
 def pair_count(store: Store) -> int:
@@ -81,3 +82,13 @@ def second_grader_verdicts(store: Store, job_key: str) -> list[tuple[bool, bool]
 def pairs_of_run(session: Any, run_id: str) -> int:
     """Preference pairs a run stored (its own, not those of earlier runs of the same job)."""
     return int(session.scalar(select(func.count()).select_from(PreferencePair).where(PreferencePair.run_id == run_id)))
+
+
+def unfinished_items(store: Store, run_id: str, limit: int | None = None) -> list[WorkItem]:
+    """The failed and partial items a run processed, with their reasons (``runs show --errors``)."""
+    with store.session() as s:
+        q = (select(WorkItem).where(WorkItem.run_id == run_id, WorkItem.status.in_((FAILED, PARTIAL)))
+             .order_by(WorkItem.id))
+        rows = s.scalars(q.limit(limit) if limit else q).all()
+        s.expunge_all()
+    return list(rows)

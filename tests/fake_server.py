@@ -8,6 +8,8 @@ script it:
   replies consumed one per request, in order (faults: 429, 5xx, timeouts via ``delay``, malformed
   bodies via ``raw_body``);
 - ``server.responder = fn(body) -> str``: the content when no scripted reply is queued;
+- ``server.fault = fn(body) -> Reply | None``: a fault chosen per request (a status, a delay past the
+  client's timeout, a malformed body) when no scripted reply is queued; ``None`` answers normally;
 - ``latency`` (seconds per request) and ``capacity`` (requests processed at once; others queue),
   for throughput benchmarks.
 
@@ -63,7 +65,9 @@ class FakeOpenAIServer:
     def __init__(self, latency: float = 0.0, capacity: int | None = None, models: tuple[str, ...] = ("fake-model",)):
         self.latency, self.capacity, self.models = latency, capacity, list(models)
         self.responder: Callable[[dict[str, Any]], str] = default_responder
+        self.fault: Callable[[dict[str, Any]], Reply | None] | None = None
         self.requests: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each request, as requests
         self.headers: list[dict[str, str]] = []  # request headers, lower-case names
         self.model_list_headers: list[dict[str, str]] = []
         self.served = 0
@@ -106,6 +110,7 @@ class FakeOpenAIServer:
     async def _chat(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append(body)
+        self.arrivals.append(time.monotonic())
         self.headers.append({k.lower(): v for k, v in request.headers.items()})
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.capacity or 1_000_000)
@@ -119,7 +124,7 @@ class FakeOpenAIServer:
                 self.served += 1
 
     async def _answer(self, body: dict[str, Any]) -> Response:
-        reply = self._next() or Reply()
+        reply = self._next() or (self.fault(body) if self.fault else None) or Reply()
         if self.latency or reply.delay:
             await asyncio.sleep(self.latency + reply.delay)
         if reply.raw_body is not None:

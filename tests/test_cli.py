@@ -134,6 +134,8 @@ def test_db_init_stats_export_and_runs_on_both_databases(db_url, tmp_path, fake_
     assert runs.exit_code == 0 and "generate" in runs.stdout and "completed" in runs.stdout
     run_id = Store(db_url).engine.connect().exec_driver_sql("select id from runs").scalar()
     show = cli("--db", db_url, "runs", "show", run_id)
+    assert show.exit_code == 0 and "completed" in show.stdout and "fake-model" not in show.stdout  # config on ask
+    show = cli("--db", db_url, "runs", "show", run_id, "--config")
     assert show.exit_code == 0 and "config" in show.stdout and "fake-model" in show.stdout
     missing = cli("--db", db_url, "runs", "show", "nope")
     assert missing.exit_code == 2 and "no run 'nope'" in missing.stderr
@@ -172,7 +174,8 @@ def test_credentials_in_urls_never_reach_the_store_or_the_terminal(pg_url, tmp_p
     src.write_text('{"prompt": "Is it safe to exercise with a cold?"}\n')
     res = cli("--db", db, "--base-url", base, "generate", str(src), "--n", "2")
     assert res.exit_code == 0, res.output
-    shown = cli("--db", db, "runs", "show", Store(db).engine.connect().exec_driver_sql("select id from runs").scalar())
+    shown = cli("--db", db, "runs", "show", Store(db).engine.connect().exec_driver_sql("select id from runs").scalar(),
+                "--config")
     assert shown.exit_code == 0
     with Store(db).engine.connect() as conn:
         dump = " ".join(str(row) for table in ("runs", "llm_calls", "items", "preference_pairs")
@@ -226,10 +229,15 @@ def test_no_cache_calls_the_model_again_and_still_stores_no_duplicate_pairs(tmp_
 
 
 def test_db_upgrade_creates_then_keeps_the_schema(db_url):
+    from alembic.script import ScriptDirectory
+
+    from store.db import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config(Store(db_url).engine)).get_current_head()
     res = cli("--db", db_url, "db", "upgrade")
-    assert res.exit_code == 0 and "(empty) -> 0004" in res.stdout
+    assert res.exit_code == 0 and f"(empty) -> {head}" in res.stdout
     res = cli("--db", db_url, "db", "upgrade")
-    assert res.exit_code == 0 and "0004 -> 0004" in res.stdout
+    assert res.exit_code == 0 and f"{head} -> {head}" in res.stdout
     stats = cli("--db", db_url, "db", "stats")
     assert stats.exit_code == 0 and "llm_calls" in stats.stdout
 

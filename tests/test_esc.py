@@ -22,7 +22,7 @@ from graphs.esc_search.nodes import EscDeps, EscNodes
 from graphs.esc_search.report import esc_pro_dialogues, load_trees, summarise
 from graphs.esc_search.seed import seed_tree
 from store import Store
-from store.models import LLMCall, PreferencePair, TreeNode
+from store.models import LLMCall, PreferencePair, TreeNode, WorkItem
 from store.records import create_run, upsert_items
 from tests.conftest import needs_shared
 
@@ -230,7 +230,12 @@ async def test_failed_call_fails_the_item_and_a_rerun_resumes(fake_server, store
     records = read_esconv_json(seed_file(tmp_path))
     deps = search_deps(iterations=3)
     report = await run(deps, records)
-    assert report.summary.failed == 1 and "search failed" in report.summary.outcomes
+    # two whole iterations are stored: the item is partial, and says so
+    assert report.summary.partial == 1 and report.summary.outcomes == {"partial": 1}
+    assert report.summary.reasons == {"partial: search failed after # iterations (a re-run resumes the tree)": 1}
+    with store.session() as s:
+        work = s.scalars(select(WorkItem)).one()
+        assert work.status == "partial" and "iteration 3" in work.error
     (tree,) = load_trees(deps, records)
     assert tree.meta.iterations == 2
     with store.session() as s:
@@ -288,6 +293,7 @@ async def test_a_finished_or_failed_search_is_let_go(fake_server, store, search_
     state |= await nodes.start_search(state)
     assert state["stop_reason"] is None and list(nodes.live) == [(run_id, item_id)]
     failed = await nodes.mcts_iteration(state)
+    # no whole iteration stored yet: failed, not partial
     assert failed["outcome"] == "search failed" and "iteration 1" in failed["failures"][0] and not nodes.live
     broken["on"] = False
     state |= await nodes.start_search(state)

@@ -273,6 +273,11 @@ async def test_texts_without_an_answer_are_counted_not_silently_dropped(store, f
     r = method_result(store, deps.job_key, n_resamples=20)
     assert (r.n_texts, r.n_queued, r.failed_calls) == (3, 4, 1)
     assert summary_rows([r])[1][0][1] == "3 (1 no answer)"
+    # MEDIQA-CORR figures cover all 4 texts, B as "0 -1 NA": flags and sentences right for A and D only;
+    # no gold text has a correction, so only texts predicted NA (B, D) score a point
+    o = r.official
+    assert (o.n_texts, o.n_unanswered, o.flag_accuracy, o.sentence_accuracy) == (4, 1, 0.5, 0.5)
+    assert (o.n_pairs, o.n_correct_na, o.corrections["ROUGE-1"].composite) == (0, 2, 0.5)
 
 
 def test_sentence_ids_are_an_enum_the_decoder_can_enforce():
@@ -283,3 +288,32 @@ def test_sentence_ids_are_an_enum_the_decoder_can_enforce():
     with pytest.raises(ValueError, match="error_sentence_id"):
         verdict_model(3).model_validate({"reasoning": "r", "verdict": "error", "error_sentence_id": 3,
                                          "confidence": 0.5})
+
+
+async def test_a_vote_never_counts_fewer_agents_than_asked_and_a_rerun_fills_the_gap(store, fake_server, engine,
+                                                                                     tmp_path):
+    """sc@3 with one sample failing: no final answer from two votes; the item is partial with the
+    reason, and a re-run makes only the failed sample's call, then votes over all three."""
+    broken = {"on": True}
+
+    def responder(body: dict) -> str:
+        if broken["on"] and body["seed"] % 1000 == 2:
+            raise RuntimeError("injected server fault")
+        return checker(body)
+
+    fake_server.responder = responder
+    records = dataset(tmp_path)[:1]
+    deps = FactcheckDeps(store, engine(), parse_method("sc@3"), FactcheckConfig(), dataset="facts")
+    first = await run_factcheck(deps, records, {"method": "sc@3"})
+    assert first.summary.partial == 1 and first.status == "completed_with_failures"
+    assert "agent 2" in next(iter(first.summary.failures.values())).example
+    with store.session() as s:
+        assert s.scalars(select(CheckAnswer).where(CheckAnswer.role == "final")).all() == []
+    made = len(fake_server.requests)
+    broken["on"] = False
+    second = await run_factcheck(deps, records, {"method": "sc@3"})
+    assert second.summary.done == 1 and second.status == "completed"
+    assert [b["seed"] % 1000 for b in fake_server.requests[made:]] == [2]
+    with store.session() as s:
+        final = s.scalars(select(CheckAnswer).where(CheckAnswer.role == "final")).one()
+        assert len(final.details["answer_ids"]) == 3

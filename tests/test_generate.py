@@ -148,10 +148,11 @@ async def test_failed_judging_is_recorded_and_a_rerun_retries_only_what_failed(s
     fake_server.responder = lambda b: "this is not json" if is_judge(b) else good(b)
     deps = make_deps(store, fake_server)
     report = await run(deps, path)
-    assert report.summary.failed == 1 and report.new_pairs == 0
+    # the answers are stored, the judgments are not: partial, with the judge's failures as reason
+    assert report.summary.partial == 1 and report.summary.failed == 0 and report.new_pairs == 0
     with store.session() as s:
         work = s.scalars(select(WorkItem)).one()
-        assert work.status == "failed" and "invalid structured reply" in work.error
+        assert work.status == "partial" and "invalid structured reply" in work.error
         failed_calls = s.scalars(select(LLMCall).where(LLMCall.ok.is_(False))).all()
         assert len(failed_calls) == 3 and all("invalid JSON" in c.error for c in failed_calls)
         assert s.get(Run, report.run_id).status == "completed_with_failures"
@@ -160,7 +161,7 @@ async def test_failed_judging_is_recorded_and_a_rerun_retries_only_what_failed(s
     before = len(fake_server.requests)
     report2 = await run(make_deps(store, fake_server), path)
     new_requests = fake_server.requests[before:]
-    assert report2.new_pairs == 1 and report2.summary.failed == 0
+    assert report2.new_pairs == 1 and report2.summary.failed == 0 and report2.summary.partial == 0
     assert all(is_judge(b) for b in new_requests) and len(new_requests) == 3
     assert report2.usage["generator"]["cache_hits"] == 3
 
@@ -311,3 +312,58 @@ async def test_failed_and_empty_answers_are_recorded_and_the_rest_still_pair(sto
     with store.session() as s:
         failed = s.scalars(select(WorkItem).where(WorkItem.status == "failed")).one()
         assert failed.error.count("generate[fake-model:") == 3 and "HTTP 500" in failed.error
+
+
+async def test_an_item_with_a_failed_call_is_partial_and_a_rerun_makes_only_the_missing_calls(store, fake_server,
+                                                                                            tmp_path):
+    """Seed 1's answer fails (HTTP 500 on every try): the item is partial with the reason, and no pair
+    is formed from the other two. A re-run makes exactly the failed call (the rest are cache hits)
+    and then forms the pair from all three."""
+    good = scripted({0: 9, 1: 2, 2: 5})
+    broken = {"on": True}
+
+    def responder(body: dict) -> str:
+        if broken["on"] and not is_judge(body) and body["seed"] == 1:
+            raise RuntimeError("injected server fault")
+        return good(body)
+
+    fake_server.responder = responder
+    path = write_inputs(tmp_path, QUESTIONS[:1])
+    first = await run(make_deps(store, fake_server), path)
+    assert first.new_pairs == 0 and first.status == "completed_with_failures"
+    assert (first.summary.partial, first.summary.done, first.summary.failed) == (1, 0, 0)
+    assert first.summary.outcomes == {"partial": 1}
+    (reason, group), = first.summary.top_failures()
+    assert "generate[fake-model:1]" in group.example and "HTTP 500" in group.example and group.count == 1
+    with store.session() as s:
+        item = s.scalars(select(WorkItem)).one()
+        assert item.status == "partial" and "HTTP 500" in item.error
+    made = len(fake_server.requests)
+
+    broken["on"] = False
+    second = await run(make_deps(store, fake_server), path)
+    assert second.status == "completed" and second.new_pairs == 1 and second.summary.done == 1
+    new = fake_server.requests[made:]
+    # the one missing answer, then all three judged (the two judged before are cache hits: no request)
+    assert [b["seed"] for b in new if not is_judge(b)] == [1] and sum(is_judge(b) for b in new) == 1
+    with store.session() as s:
+        pair = s.scalars(select(PreferencePair)).one()
+        assert pair.provenance["candidates"] == {"graded": 3, "asked": 3, "failed_calls": 0}
+
+
+async def test_min_candidates_forms_the_pair_from_fewer_and_the_pair_says_so(store, fake_server, tmp_path):
+    good = scripted({0: 9, 1: 2, 2: 5})
+
+    def responder(body: dict) -> str:
+        if not is_judge(body) and body["seed"] == 1:
+            raise RuntimeError("injected server fault")
+        return good(body)
+
+    fake_server.responder = responder
+    deps = make_deps(store, fake_server)
+    deps.config.min_candidates = 2
+    report = await run(deps, write_inputs(tmp_path, QUESTIONS[:1]))
+    assert report.new_pairs == 1 and report.summary.done == 1 and report.status == "completed"
+    with store.session() as s:
+        pair = s.scalars(select(PreferencePair)).one()
+        assert pair.provenance["candidates"] == {"graded": 2, "asked": 3, "failed_calls": 1}

@@ -17,6 +17,7 @@ from typing import Any
 
 from agents.esc import load_strategy_set
 from benchmarks.datasets.instructions import InputError
+from benchmarks.datasets.limits import check_size
 
 FORMATS = ("esconv-json", "esconv-tsv")
 _TSV_TURN = re.compile(r"^(\d+(?:\.\d+)?) ([01]) (\d+) (.*)$", re.DOTALL)
@@ -62,6 +63,7 @@ def read_esconv_json(path: str | Path) -> list[dict[str, Any]]:
     records = []
     for index, (line, conv) in enumerate(_json_array_items(path, text)):
         where = f"{path}:{line}: dialogue {index}"
+        _check_size(where, None, conv)
         if not isinstance(conv, dict) or not isinstance(conv.get("dialog"), list):
             raise InputError(f"{where}: field 'dialog': expected a list of turns")
         utterances = []
@@ -105,6 +107,7 @@ def read_esconv_tsv(path: str | Path) -> list[dict[str, Any]]:
     for lineno, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
+        _check_size(f"{path}:{lineno}", len(raw.encode("utf-8")), raw)
         turns = []
         for k, chunk in enumerate(raw.strip().split(" EOS ")):
             m = _TSV_TURN.match(chunk.strip())
@@ -148,6 +151,13 @@ def read_seeds(path: str | Path, fmt: str) -> list[dict[str, Any]]:
     if fmt == "esconv-tsv":
         return read_esconv_tsv(path)
     raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def _check_size(where: str, n_bytes: int | None, record: Any) -> None:
+    try:
+        check_size(where, n_bytes, record)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _read_text(path: Path) -> str:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from benchmarks.datasets.instructions import InputError, Text, read_jsonl
+from benchmarks.datasets.limits import check_size
 from benchmarks.datasets.mederrbench import REQUIRED
 from benchmarks.datasets.sentences import detect_lang, parse_numbered, split_sentences
 
@@ -181,6 +182,10 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
             for name, cell in zip(header, cells, strict=True):
                 if "\x00" in cell:
                     raise InputError(f"{path}:{line}: field '{name}': contains a NUL character (\\u0000)")
+            try:
+                check_size(f"{path}:{line}", sum(len(c.encode("utf-8")) for c in cells), cells)
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
             rows.append((line, dict(zip(header, cells, strict=True))))
     except csv.Error as exc:
         raise InputError(f"{path}:{reader.line_num}: not a readable CSV file: {exc}") from None

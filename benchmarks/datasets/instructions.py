@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from benchmarks.datasets.limits import check_size
+
 
 class InputError(ValueError):
     """An input file that cannot be used as given."""
@@ -58,8 +60,16 @@ class Instruction(BaseModel):
         return data
 
 
+def _checked(check: Callable[..., None], *args: Any) -> None:
+    try:
+        check(*args)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
 def read_jsonl(path: str | Path, model: type[BaseModel]) -> list[tuple[int, BaseModel]]:
-    """Parse and validate every line; returns (line number, record). Blank lines are skipped."""
+    """Parse and validate every line (sizes within ``benchmarks.datasets.limits``); returns
+    (line number, record). Blank lines are skipped."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file does not exist")
@@ -68,6 +78,7 @@ def read_jsonl(path: str | Path, model: type[BaseModel]) -> list[tuple[int, Base
     raw = path.read_bytes()
     records: list[tuple[int, BaseModel]] = []
     for lineno, line in enumerate(raw.split(b"\n"), start=1):
+        _checked(check_size, f"{path}:{lineno}", len(line))
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -81,6 +92,7 @@ def read_jsonl(path: str | Path, model: type[BaseModel]) -> list[tuple[int, Base
             raise InputError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
         if not isinstance(data, dict):
             raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}")
+        _checked(check_size, f"{path}:{lineno}", None, data)
         try:
             records.append((lineno, model.model_validate(data)))
         except ValidationError as exc:

@@ -26,8 +26,11 @@ Summarise = Callable[[list["BenchResult"]], dict[str, Any]]
 
 
 def bench_outcome(state: dict[str, Any]) -> tuple[bool, str, list[str]]:
-    """An item is done when no call on the way failed (a rejected or wrong answer is a result)."""
+    """An item is done when no call on the way failed (a rejected or wrong answer is a result); with
+    a failed call it is partial when an answer is already stored (a re-run grades it from the cache)."""
     failures = list(state.get("failures", []))
+    if failures and state.get("candidate_ids"):
+        return False, f"partial: answer stored, {len(failures)} call(s) after it failed", failures
     return not failures, state.get("outcome", "no outcome"), failures
 
 
@@ -53,7 +56,7 @@ async def run_job(job: BenchJob, graph: Any, records: list[dict[str, Any]], run_
     result rows for them. The run's config names the bench beside the ``[bench]`` settings."""
     report = await run_workflow(job.store, job.kind or f"bench-{job.bench}", job.job_key, graph, records,
                                 job.dataset, {**run_config, "bench_name": job.bench}, bench_outcome, engines,
-                                item_concurrency=job.config.item_concurrency, lease_seconds=job.config.lease_seconds,
+                                config=job.config,
                                 redo=redo, on_item=on_item)
     item_ids = stored_item_ids(job.store, job.dataset, records)
     return report, item_ids, job_results(job.store, job.bench, job.job_key, item_ids)

@@ -99,7 +99,9 @@ class RubricNodes:
         d = self.deps
         update = await answer_and_store(d.store, d.generator, item_payload(d.store, state["item_id"]),
                                         state["run_id"], state["item_id"], 0, d.seed)
-        return update if "candidate_ids" in update else {**update, "outcome": "failed: no answer"}
+        if "candidate_ids" in update:
+            return update
+        return {"failures": update.get("failures") or update.get("unusable", []), "outcome": "failed: no answer"}
 
     async def grade_answer(self, state: RubricBenchState) -> dict[str, Any]:
         d, cid = self.deps, state["candidate_ids"][0]

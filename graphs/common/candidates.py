@@ -13,20 +13,21 @@ from store import Store
 from store.lookups import candidates, item_payload
 from store.records import add_candidate
 
-__all__ = ["answer_and_store", "distinct_candidate_ids", "item_payload", "pairing_outcome"]
+__all__ = ["answer_and_store", "distinct_candidate_ids", "item_payload", "pairing_outcome", "waiting_for_calls"]
 
 
 async def answer_and_store(store: Store, engine: LLMEngine, payload: dict[str, Any], run_id: str, item_id: int,
                            sample_index: int, seed: int) -> dict[str, Any]:
-    """One candidate answer as a graph update: ``{"candidate_ids": [id]}``, or ``{"failures": [why]}``
-    when the call failed (already recorded) or the answer was empty."""
+    """One candidate answer as a graph update: ``{"candidate_ids": [id]}``; ``{"failures": [why]}`` when
+    the call failed (recorded; a re-run retries it), or ``{"unusable": [why]}`` when the model answered
+    with nothing (a re-run would get the same answer from the cache, so it does not hold the pair up)."""
     where = f"generate[{engine.model}:{sample_index}]"
     try:
         res = await AnswerGenerator(engine).answer(payload, seed=seed, ctx=CallContext(run_id=run_id, item_id=item_id))
     except LLMCallFailed as exc:
         return {"failures": [f"{where}: {exc.reason}"]}
     if not res.text.strip():
-        return {"failures": [f"{where}: empty answer (call {res.call_id})"]}
+        return {"unusable": [f"{where}: empty answer (call {res.call_id})"]}
     with store.session() as s:
         cid = add_candidate(s, run_id=run_id, item_id=item_id, llm_call_id=res.call_id, choice_index=0,
                             sample_index=sample_index, model=engine.model, text=res.text)
@@ -47,7 +48,16 @@ def distinct_candidate_ids(store: Store, candidate_ids: Iterable[int]) -> list[i
 
 
 def pairing_outcome(state: dict[str, Any]) -> tuple[bool, str, list[str]]:
-    """(ok, outcome, failures) of a pair-producing graph: an item is failed only when something
-    failed and no pair came of it (a clean 'no pair' is a result, not a failure)."""
+    """(ok, outcome, failures) of a pair-producing graph: done when the pair was formed or no call
+    failed (a clean 'no pair' is a result); otherwise partial or failed, as ``waiting_for_calls``
+    said, with the failed calls as reasons."""
     failures = list(state.get("failures", []))
     return bool(state.get("paired")) or not failures, state.get("outcome", "no outcome"), failures
+
+
+def waiting_for_calls(state: dict[str, Any], stored: int, asked: int) -> str:
+    """The outcome of an item whose pair waits for failed calls: ``partial`` when some of its work
+    is stored (a re-run does only the rest), ``failed`` when none is."""
+    failed = len(state.get("failures", []))
+    kind = "partial" if stored else "failed"
+    return f"{kind}: {failed} call(s) failed, {stored} of {asked} candidates stored; the pair waits for them"

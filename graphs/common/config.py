@@ -20,10 +20,14 @@ class PipelineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    item_concurrency: int = Field(8, ge=1, le=1024, description="items in flight per worker process")
-    lease_seconds: float = Field(600.0, gt=0, description="a claim not renewed for this long is taken over")
+    item_concurrency: int | None = Field(None, ge=1, le=4096, description="items in flight per worker process "
+                                         "(unset: as many as --concurrency lets requests be in flight)")
+    lease_seconds: float = Field(30.0, gt=0, description="a claim not renewed for this long (a heartbeat renews "
+                                 "it every third) is taken over by another worker")
+    wait_for_other_workers: bool = Field(True, description="when other live workers hold items of the job, wait "
+                                         "for them instead of ending the run incomplete")
 
-    RUN_ONLY: ClassVar[frozenset[str]] = frozenset({"item_concurrency", "lease_seconds"})
+    RUN_ONLY: ClassVar[frozenset[str]] = frozenset({"item_concurrency", "lease_seconds", "wait_for_other_workers"})
 
     def shaping(self, *, exclude: set[str] | frozenset[str] = frozenset(), **extra: Any) -> dict[str, Any]:
         """The settings that shape the output (for job keys), plus ``extra`` (e.g. the run's seed)."""

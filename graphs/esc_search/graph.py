@@ -74,5 +74,4 @@ async def run_esc_search(deps: EscDeps, records: list[dict[str, Any]], run_confi
     """Store and queue the seed dialogues under this job and search a tree per item."""
     engines = {"supporter": deps.supporter, "judge": deps.judge}
     return await run_workflow(deps.store, "esc-search", deps.job_key, build_graph(deps), records, deps.dataset,
-                              run_config, search_outcome, engines, item_concurrency=deps.config.item_concurrency,
-                              lease_seconds=deps.config.lease_seconds, redo=redo, on_item=on_item)
+                              run_config, search_outcome, engines, config=deps.config, redo=redo, on_item=on_item)

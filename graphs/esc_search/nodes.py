@@ -17,6 +17,7 @@ from agents.engine import CallContext, LLMEngine
 from agents.errors import LLMCallFailed
 from agents.esc import StrategySet, load_strategy_set
 from agents.prompts import prompt_hash
+from benchmarks.datasets.sentences import detect_lang
 from graphs.esc_search.configuration import EscSearchConfig
 from graphs.esc_search.domain import EscDomain, chat_prompt, max_depth, pair_members, search_config, tagged, tree_pairs
 from graphs.esc_search.seed import seed_tree
@@ -83,7 +84,8 @@ def pair_rows(deps: EscDeps, tree: Tree, run_id: str, item_id: int) -> tuple[lis
         ch, r = p.preferred, p.rejected
         rows.append({
             "kind": "esc", "run_id": run_id, "item_id": item_id, "prompt": prompt, "chosen": tagged(ch),
-            "rejected": tagged(r), "margin": p.margin, "language": "en",
+            "rejected": tagged(r), "margin": p.margin,
+            "language": detect_lang(" ".join(m["content"] for m in prompt) + " " + tagged(ch)),
             "margins": {"q": p.margin, "chosen_q": ch.value, "chosen_n": ch.visits, "rejected_q": r.value,
                         "rejected_n": r.visits},
             "provenance": {
@@ -141,9 +143,10 @@ class EscNodes:
             await search.step()
         except LLMCallFailed as exc:
             del self.live[key]
-            it = search.tree.meta.iterations + 1
-            return {"failures": [f"search[{state['tree_id']} iteration {it}]: {exc.reason}"],
-                    "outcome": "search failed"}
+            done = search.tree.meta.iterations  # the tree is stored after every whole iteration
+            return {"failures": [f"search[{state['tree_id']} iteration {done + 1}]: {exc.reason}"],
+                    "outcome": (f"partial: search failed after {done} iterations (a re-run resumes the tree)"
+                                if done else "search failed")}
         except BaseException:
             del self.live[key]
             raise

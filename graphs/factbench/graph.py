@@ -63,9 +63,11 @@ def build_graph(deps: FactbenchDeps | None = None):
 
 
 def build_outcome(state: dict[str, Any]) -> tuple[bool, str, list[str]]:
-    """An item is done when every variant was decided or recorded as rejected (an LLM failure
-    leaves it failed, so the next run of the job retries it)."""
+    """An item is done when every variant was decided or recorded as rejected. An LLM failure
+    leaves it partial (some variants stored) or failed, so the next run of the job retries it."""
     failures = list(state.get("failures", []))
+    if failures and state.get("variants"):
+        return False, f"partial: {len(failures)} call(s) failed; {state.get('outcome', '')}", failures
     return not failures, state.get("outcome", "no outcome"), failures
 
 
@@ -75,5 +77,5 @@ async def run_factbench(deps: FactbenchDeps, records: list[dict[str, Any]], run_
     engines = {"injector": deps.injector, **{f"judge_{i + 1}": j for i, j in enumerate(deps.judges)}}
     return await run_workflow(deps.store, "factbench", deps.job_key, build_graph(deps), records, deps.dataset,
                               {**run_config, "round": deps.config.round}, build_outcome, engines,
-                              item_concurrency=deps.config.item_concurrency, lease_seconds=deps.config.lease_seconds,
+                              config=deps.config,
                               redo=redo, on_item=on_item)

@@ -61,9 +61,12 @@ def build_graph(deps: FactcheckDeps | None = None):
 
 
 def check_outcome(state: dict[str, Any]) -> tuple[bool, str, list[str]]:
-    """An item is done when the method gave a final answer (an agent failing on the way is noted)."""
+    """An item is done when the method gave its final answer and every call it planned succeeded;
+    with a failed call it is partial (answers stored, the rest made by a re-run) or failed."""
     failures = list(state.get("failures", []))
-    return "final" in state, state.get("outcome", "no outcome"), failures
+    if "final" in state and failures:
+        return False, f"partial: final answer stored, {len(failures)} call(s) after it failed", failures
+    return "final" in state and not failures, state.get("outcome", "no outcome"), failures
 
 
 def records_of(items: list) -> list[dict[str, Any]]:
@@ -83,5 +86,5 @@ async def run_factcheck(deps: FactcheckDeps, records: list[dict[str, Any]], run_
         engines["location_judge"] = deps.location_judge
     return await run_workflow(deps.store, "factcheck", deps.job_key, build_graph(deps), records, deps.dataset,
                               {**run_config, "method": deps.method.name}, check_outcome, engines,
-                              item_concurrency=deps.config.item_concurrency, lease_seconds=deps.config.lease_seconds,
+                              config=deps.config,
                               redo=redo, on_item=on_item)

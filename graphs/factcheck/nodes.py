@@ -172,6 +172,8 @@ class FactcheckNodes:
         answers = [a for a in state.get("answers", []) if a["round"] == last]
         if not answers:
             return {"outcome": "failed: no answer"}
+        if state.get("failures"):  # a vote or judgment over fewer agents than the method asks for is not its answer
+            return {"outcome": f"partial: {len(state['failures'])} call(s) failed; the final answer waits for them"}
         rnd, details = last or 0, {"answer_ids": [a["id"] for a in answers], "difficulty": state.get("difficulty")}
         team = state.get("team", True)
         if method.aggregate in ("judge", "moderator") and team:

@@ -19,3 +19,7 @@ class GenerateConfig(PipelineConfig):
         "all_in_one", description="one judge call per answer, or one per criterion")
     judge_scoring: Literal["sampled", "expected"] = Field(
         "sampled", description="the sampled integer, or the probability-weighted mean (needs top_logprobs)")
+
+    min_candidates: int | None = Field(None, ge=2, description="form the pair from this many answered and graded "
+                                       "candidates even when other calls failed (unset: only when every call "
+                                       "succeeded); the pair records how many it had")

@@ -74,5 +74,5 @@ async def run_generate(deps: GenerateDeps, records: list[dict[str, Any]], datase
     return await run_workflow(
         deps.store, "generate", job_key_for(deps, dataset), build_graph(deps), records, dataset, run_config,
         pairing_outcome, {"generator": deps.generator, "judge": deps.judge},
-        item_concurrency=deps.config.item_concurrency, lease_seconds=deps.config.lease_seconds, redo=redo,
+        config=deps.config, redo=redo,
         on_item=on_item)

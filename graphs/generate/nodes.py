@@ -12,7 +12,7 @@ from typing import Any
 from agents.engine import CallContext, LLMEngine
 from agents.errors import LLMCallFailed
 from agents.roles import RubricJudge, SimpleRubric, conversation_of
-from graphs.common.candidates import answer_and_store, distinct_candidate_ids
+from graphs.common.candidates import answer_and_store, distinct_candidate_ids, waiting_for_calls
 from graphs.generate.configuration import GenerateConfig
 from graphs.generate.state import GenerateState, JudgeTask, SampleTask
 from store import Store
@@ -72,8 +72,14 @@ class GenerateNodes:
                             "judgment_ids": jids}]}
 
     def select_pair(self, state: GenerateState) -> dict[str, Any]:
+        """Best vs worst once every call succeeded (or ``min_candidates`` were graded): a pair is never
+        formed from fewer candidates than asked unless the settings allow it, and then it says so."""
         d = self.deps
         graded = sorted(state.get("graded", []), key=lambda g: (-g["weighted"], g["candidate_id"]))
+        failures = state.get("failures", [])
+        if failures and (d.config.min_candidates is None or len(graded) < d.config.min_candidates):
+            return {"paired": False, "outcome": waiting_for_calls(state, len(state.get("candidate_ids", [])),
+                                                                  d.config.n_candidates)}
         if len(graded) < 2:
             return {"paired": False, "outcome": f"no pair: {len(graded)} graded distinct candidate(s)"}
         best, worst = graded[0], graded[-1]
@@ -93,6 +99,7 @@ class GenerateNodes:
                 "rubric": d.rubric.name, "judge_model": d.judge.model, "generator_model": d.generator.model,
                 "llm_call_ids": [chosen.llm_call_id, rejected.llm_call_id],
                 "judgment_ids": best["judgment_ids"] + worst["judgment_ids"],
+                "candidates": {"graded": len(graded), "asked": d.config.n_candidates, "failed_calls": len(failures)},
             },
         }
         with d.store.session() as s:

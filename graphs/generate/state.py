@@ -12,7 +12,8 @@ class GenerateState(TypedDict, total=False):
     candidate_ids: Annotated[list[int], operator.add]
     unique_ids: list[int]
     graded: Annotated[list[dict[str, Any]], operator.add]
-    failures: Annotated[list[str], operator.add]
+    failures: Annotated[list[str], operator.add]  # failed calls: the item is not done until a re-run makes them
+    unusable: Annotated[list[str], operator.add]  # answered, but nothing to use (an empty answer)
     paired: bool
     outcome: str
 

@@ -59,5 +59,4 @@ async def run_rubric_drafts(deps: RubricDraftDeps, records: list[dict[str, Any]]
         graph = ReviewedGraph(graph, deps.reviewer)
     return await run_workflow(
         deps.store, "rubric-drafts", deps.job_key, graph, records, deps.dataset, run_config, draft_outcome,
-        {"rubric_writer": deps.writer}, item_concurrency=deps.config.item_concurrency,
-        lease_seconds=deps.config.lease_seconds, redo=redo, on_item=on_item)
+        {"rubric_writer": deps.writer}, config=deps.config, redo=redo, on_item=on_item)

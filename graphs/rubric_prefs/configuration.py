@@ -21,6 +21,10 @@ class RubricPrefsConfig(PipelineConfig):
     near_duplicate_threshold: float = Field(0.9, gt=0.0, le=1.0)
     max_length_ratio: float | None = Field(None, gt=1.0)
 
+    min_candidates: int | None = Field(None, ge=2, description="form the pair from this many answered and graded "
+                                       "candidates even when other calls failed (unset: only when every call "
+                                       "succeeded); the pair records how many it had")
+
     def selection(self) -> SelectionConfig:
         """The pair-selection parameters (``agents.pair_selection``) taken from these settings."""
         return SelectionConfig(self.min_s1_margin, self.min_s2_margin, self.near_duplicate_threshold,

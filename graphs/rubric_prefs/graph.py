@@ -62,5 +62,4 @@ async def run_rubric_prefs(deps: RubricPrefsDeps, records: list[dict[str, Any]],
         engines["second_grader"] = deps.second_grader
     return await run_workflow(
         deps.store, "rubric-prefs", deps.job_key, build_graph(deps), records, deps.dataset, run_config,
-        pairing_outcome, engines, item_concurrency=deps.config.item_concurrency,
-        lease_seconds=deps.config.lease_seconds, redo=redo, on_item=on_item)
+        pairing_outcome, engines, config=deps.config, redo=redo, on_item=on_item)

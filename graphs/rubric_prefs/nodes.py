@@ -13,7 +13,7 @@ from agents.prompts import prompt_hash
 from agents.roles import AnswerGenerator, conversation_of
 from agents.rubric import Rubric, RubricScore
 from agents.rubric_grader import RubricGrader
-from graphs.common.candidates import answer_and_store, distinct_candidate_ids
+from graphs.common.candidates import answer_and_store, distinct_candidate_ids, waiting_for_calls
 from graphs.rubric_prefs.configuration import RubricPrefsConfig
 from graphs.rubric_prefs.state import GradeTask, RubricPrefsState, SampleTask
 from store import Store
@@ -104,8 +104,13 @@ class RubricPrefsNodes:
                             "judgment_ids": jids}]}
 
     def select_pair(self, state: RubricPrefsState) -> dict[str, Any]:
+        """Safety first, once every call succeeded (or ``min_candidates`` were graded)."""
         d = self.deps
         graded = {g["candidate_id"]: g for g in state.get("graded", [])}
+        failures = state.get("failures", [])
+        asked = d.config.n_candidates * len(d.generators)
+        if failures and (d.config.min_candidates is None or len(graded) < d.config.min_candidates):
+            return {"paired": False, "outcome": waiting_for_calls(state, len(state.get("candidate_ids", [])), asked)}
         rows = candidates(d.store, graded)
         pool = [Graded(cid, rows[cid].text, RubricScore(g["s1"], g["s2"], g["s3"]))
                 for cid, g in sorted(graded.items())]
@@ -128,6 +133,7 @@ class RubricPrefsNodes:
                 "rubric_criteria": [c.id for c in rubric.criteria], "rubric_id": payload.get("rubric_id"),
                 "selection": sel.reason,
                 "length_ratio": sel.length_ratio, "dropped": {str(k): v for k, v in sel.dropped.items()},
+                "candidates": {"graded": len(graded), "asked": asked, "failed_calls": len(failures)},
             },
         }
         with d.store.session() as s:
