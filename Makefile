@@ -7,15 +7,18 @@ PY         := $(VENV)/bin/python
 PIP        := $(PY) -m pip
 CAREALIGN  := $(VENV)/bin/carealign
 EXTRAS     ?= local,train,postgres,dev
-# llama.cpp is compiled once per machine into this wheelhouse (portable x86-64 build, see scripts/)
-WHEELHOUSE ?= $(HOME)/.cache/carealign/wheels
+# llama.cpp is compiled once per machine (portable x86-64 builds, see scripts/): llama-cpp-python's
+# wheel into WHEELHOUSE, and llama.cpp's native server (the embedded model's default) into
+# SERVER_CACHE/llama-server-$(LLAMA_VERSION)/bin/llama-server (agents/local_server.py looks there)
+WHEELHOUSE   ?= $(HOME)/.cache/carealign/wheels
+SERVER_CACHE ?= $(HOME)/.cache/carealign
 LLAMA_VERSION := 0.3.36
 
-.PHONY: install demo test bench lint layers clean llama-wheel
+.PHONY: install demo test bench lint layers clean llama-wheel llama-server
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile scripts/build-llama-wheel.sh
+$(VENV)/.installed: pyproject.toml Makefile scripts/build-llama-wheel.sh scripts/build-llama-server.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	# torch first: 2.13.0 is a CPU wheel on this machine's disk; left to the resolver, pip would
@@ -24,10 +27,14 @@ $(VENV)/.installed: pyproject.toml Makefile scripts/build-llama-wheel.sh
 	WHEELHOUSE=$(WHEELHOUSE) PY=$(PY) scripts/build-llama-wheel.sh $(LLAMA_VERSION)
 	$(PIP) install -q --find-links $(WHEELHOUSE) "llama-cpp-python[server]==$(LLAMA_VERSION)"
 	$(PIP) install -q --find-links $(WHEELHOUSE) -e ".[$(EXTRAS)]"
+	SERVER_CACHE=$(SERVER_CACHE) PY=$(PY) scripts/build-llama-server.sh $(LLAMA_VERSION)
 	touch $@
 
 llama-wheel:
 	WHEELHOUSE=$(WHEELHOUSE) PY=$(PY) scripts/build-llama-wheel.sh $(LLAMA_VERSION)
+
+llama-server:
+	SERVER_CACHE=$(SERVER_CACHE) PY=$(PY) scripts/build-llama-server.sh $(LLAMA_VERSION)
 
 demo: install
 	mkdir -p out

@@ -43,12 +43,34 @@ class BackendResponse:
 
 
 def compact_logprobs(choice: dict[str, Any]) -> list[Any] | None:
-    """The OpenAI ``logprobs.content`` of a choice as ``[[token, [[alternative, logprob], ...]], ...]``."""
+    """The OpenAI ``logprobs.content`` of a choice as ``[[token, [[alternative, logprob], ...]], ...]``,
+    cut to the tokens that spell the message text (see ``tokens_of_text``)."""
     content = (choice.get("logprobs") or {}).get("content")
     if not content:
         return None
-    return [[t["token"], [[a["token"], float(a["logprob"])] for a in t.get("top_logprobs") or []]]
-            for t in content]
+    tokens = [[t["token"], [[a["token"], float(a["logprob"])] for a in t.get("top_logprobs") or []]]
+              for t in content]
+    return tokens_of_text(tokens, (choice.get("message") or {}).get("content") or "")
+
+
+def tokens_of_text(tokens: list[Any], text: str) -> list[Any]:
+    """The tokens that spell ``text``, when the model wrote more than the server returns as the
+    message: llama.cpp's native server lets a model wrap a ``json_schema`` reply in a ```json fence
+    and strips the fence from the message, but not from the logprobs. Tokens outside the text are
+    dropped; a token cut at its edge keeps only its part inside, without alternatives (they are
+    alternatives to the whole token). Anything else is returned as it is."""
+    written = "".join(tok for tok, _ in tokens)
+    start = written.find(text) if text and written != text else -1
+    if start < 0:
+        return tokens
+    end, pos, kept = start + len(text), 0, []
+    for tok, alternatives in tokens:
+        first, pos = pos, pos + len(tok)
+        if pos <= start or first >= end:
+            continue
+        piece = tok[max(start - first, 0):len(tok) - max(pos - end, 0)]
+        kept.append([piece, alternatives if piece == tok else []])
+    return kept
 
 
 class ChatBackend(Protocol):

@@ -5,6 +5,7 @@ the process's one limiter."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -45,14 +46,26 @@ class Engines:
                 and self.generator.backend.base_url == self.judge.backend.base_url)
 
 
-def _style(settings: Settings, local: bool) -> str:
+def local_server_config(settings: Settings, port: int | None = None) -> LocalServerConfig:
+    """The embedded server as the settings describe it (``carealign serve-local`` and every workflow)."""
+    return LocalServerConfig(
+        model=settings.local_model, n_ctx=settings.local_n_ctx, n_threads=settings.local_threads, port=port,
+        startup_timeout=settings.local_startup_timeout, server=settings.local_server,
+        parallel=settings.local_parallel, binary=settings.local_server_binary, jinja=settings.local_jinja,
+    )
+
+
+def _style(settings: Settings, local: LocalServer | None) -> str:
+    """How constrained decoding is asked for. llama.cpp's native server takes OpenAI's
+    ``json_schema`` (string bounds and enums included); llama-cpp-python's server answers HTTP 500 to
+    it and takes ``json_object`` with a schema."""
     if settings.response_format != "auto":
         return settings.response_format
-    return "json_object" if local else "json_schema"
+    return "json_object" if local is not None and local.kind == "python" else "json_schema"
 
 
-async def _engine(settings: Settings, store: Store | None, base_url: str, model: str | None, local: bool,
-                  stack: AsyncExitStack) -> LLMEngine:
+async def _engine(settings: Settings, store: Store | None, base_url: str, model: str | None,
+                  local: LocalServer | None, stack: AsyncExitStack) -> LLMEngine:
     backend = OpenAICompatBackend(
         base_url, api_key_env=settings.api_key_env, timeout=settings.timeout,
         response_format_style=_style(settings, local), max_connections=max(settings.concurrency, 8),
@@ -83,16 +96,18 @@ async def open_engines(settings: Settings, store: Store | None, more_generator_m
         local: LocalServer | None = None
         base_url, model = settings.base_url, settings.model
         if base_url is None:
-            local = LocalServer(LocalServerConfig(model=settings.local_model, n_ctx=settings.local_n_ctx))
+            local = LocalServer(local_server_config(settings))
             stack.callback(local.stop)
+            local.catch_sigterm()  # here, on the main thread: start() runs on a worker thread
             await asyncio.to_thread(local.start)
+            print(f"embedded model {local.model_name} on {local.describe()} at {local.base_url}", file=sys.stderr)
             base_url, model = local.base_url, model or local.model_name
-        generator = await _engine(settings, store, base_url, model, local is not None, stack)
+        generator = await _engine(settings, store, base_url, model, local, stack)
         judge_url = settings.judge_base_url or base_url
-        judge_local = local is not None and settings.judge_base_url is None
+        judge_local = local if settings.judge_base_url is None else None
         judge = await _engine(settings, store, judge_url, settings.judge_model or
                               (generator.model if judge_url == base_url else None), judge_local, stack)
-        more = [await _engine(settings, store, base_url, m, local is not None, stack)
+        more = [await _engine(settings, store, base_url, m, local, stack)
                 for m in (more_generator_models or [])]
         judges = [await _engine(settings, store, judge_url, m, judge_local, stack) for m in (more_judge_models or [])]
         engines = Engines(generator, judge, local, more, judges)
