@@ -54,10 +54,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--latency", type=float, default=1.0)
+    ap.add_argument("--no-baseline", action="store_true", help="skip the run with the old 8 items in flight")
     args = ap.parse_args()
     with FakeOpenAIServer(latency=args.latency, capacity=2 * args.concurrency) as server:
-        runs = [run_once(server, args.items, args.n, args.concurrency, None, args.latency),
-                run_once(server, args.items, args.n, args.concurrency, 8, args.latency)]
+        runs = [run_once(server, args.items, args.n, args.concurrency, None, args.latency)]
+        if not args.no_baseline:
+            runs.append(run_once(server, args.items, args.n, args.concurrency, 8, args.latency))
     print(json.dumps({"benchmark": "concurrency_alone", "latency_s": args.latency, "items": args.items,
                       "n": args.n, "runs": runs}, indent=2))
 
