@@ -22,7 +22,15 @@ from typer.core import TyperGroup
 from benchmarks.datasets.medication import read_drug_labels, read_medication_items
 from benchmarks.datasets.rubric_bench import read_rubric_bench
 from benchmarks.datasets.strategy import load_mapping, load_strategy_set, read_strategy_dialogues
-from carealign.command import check_limit, console, current, deprecated, handles_errors, pipeline_session
+from carealign.command import (
+    check_limit,
+    console,
+    current,
+    deprecated,
+    handles_errors,
+    judge_or_old_names,
+    pipeline_session,
+)
 from carealign.options import (
     config_option,
     dataset_option,
@@ -110,8 +118,7 @@ def rubric(
     grader_base_url: str | None = hidden_alias("--grader-base-url"),
 ) -> None:
     """Score answers with rubric items exactly as HealthBench does, or score a judge (pairwise, meta)."""
-    judge_model = judge_model or deprecated(grader_model, "--grader-model", "--judge-model")
-    judge_base_url = judge_base_url or deprecated(grader_base_url, "--grader-base-url", "--judge-base-url")
+    judge_model, judge_base_url = judge_or_old_names(judge_model, judge_base_url, grader_model, grader_base_url)
     settings = _settings({"rubric_mode": mode, "grader_mode": grader_mode}, judge_model, judge_base_url, seed,
                          no_cache)
     asyncio.run(rubric_command(settings, input_file, dataset or input_file.stem, check_limit(limit)))
@@ -203,8 +210,7 @@ def medication(
     grader_base_url: str | None = hidden_alias("--grader-base-url"),
 ) -> None:
     """Accuracy per task, abstention, accuracy when answering, over-confidence and ECE."""
-    judge_model = judge_model or deprecated(grader_model, "--grader-model", "--judge-model")
-    judge_base_url = judge_base_url or deprecated(grader_base_url, "--grader-base-url", "--judge-base-url")
+    judge_model, judge_base_url = judge_or_old_names(judge_model, judge_base_url, grader_model, grader_base_url)
     settings = _settings({"ask_confidence": confidence}, judge_model, judge_base_url, seed, no_cache)
     asyncio.run(medication_command(settings, input_file, dataset or input_file.stem, check_limit(limit)))
 
@@ -243,8 +249,8 @@ def medication_build(
     checker_base_url: str | None = hidden_alias("--checker-base-url"),
 ) -> None:
     """Write medication items from drug labels with an LLM; a checker rejects unsupported ones."""
-    judge_model = judge_model or deprecated(checker_model, "--checker-model", "--judge-model")
-    judge_base_url = judge_base_url or deprecated(checker_base_url, "--checker-base-url", "--judge-base-url")
+    judge_model, judge_base_url = judge_or_old_names(judge_model, judge_base_url, checker_model, checker_base_url,
+                                                     "checker")
     fmts = [f.strip() for f in formats.split(",")] if formats else None
     settings = _settings({"build_formats": fmts}, judge_model, judge_base_url, seed, no_cache)
     asyncio.run(medication_build_command(settings, labels_file, out, dataset or labels_file.stem, check_limit(limit)))

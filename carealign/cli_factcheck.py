@@ -171,9 +171,12 @@ def score_run_cmd(
     limit: int | None = limit_option("gold texts"),
 ) -> None:
     """Score a run file with MEDIQA-CORR 2024's official metrics (no store, no model server)."""
-    items = load_dataset(gold, mapping)[:check_limit(limit)]
+    every = load_dataset(gold, mapping)
+    items = every[:check_limit(limit)]  # the texts scored; the run file is checked against all of them
     base = int(parse_mapping(mapping).get("sentence_id_base", 0)) if mapping else 0
-    rows = read_run_file(run_file, {i.id for i in items}, f"the {len(items)} gold texts of {gold}")
+    scored = {i.id for i in items}
+    rows = [r for r in read_run_file(run_file, {i.id for i in every}, f"the {len(every)} gold texts of {gold}")
+            if r.text_id in scored]
     scorers, notes = official_scorers(current().settings().factcheck)
     metrics = official_metrics(rows, [gold_row(i.id, i.model_dump(), base) for i in items], scorers, notes)
     print_official(console, [(run_file.name, metrics)])

@@ -8,7 +8,14 @@ from pathlib import Path
 import typer
 
 from benchmarks.datasets.instructions import read_rubric_instructions
-from carealign.command import check_limit, console, current, deprecated, handles_errors, pipeline_session
+from carealign.command import (
+    check_limit,
+    console,
+    current,
+    handles_errors,
+    judge_or_old_names,
+    pipeline_session,
+)
 from carealign.options import (
     config_option,
     dataset_option,
@@ -75,8 +82,7 @@ def rubric_prefs(
     grader_base_url: str | None = hidden_alias("--grader-base-url"),
 ) -> None:
     """Rubric-grounded preference pairs: answers graded criterion by criterion, chosen safety first."""
-    judge_model = judge_model or deprecated(grader_model, "--grader-model", "--judge-model")
-    judge_base_url = judge_base_url or deprecated(grader_base_url, "--grader-base-url", "--judge-base-url")
+    judge_model, judge_base_url = judge_or_old_names(judge_model, judge_base_url, grader_model, grader_base_url)
     settings = current().settings_with(
         "rubric_prefs", {"n_candidates": n_candidates, "grader_mode": grader_mode, "min_s1_margin": min_s1_margin,
                          "max_length_ratio": max_length_ratio, "generator_models": generator_models or None,

@@ -17,6 +17,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from carealign.command import console, current, handles_errors
+from store import StoreError
 from store.lineage import trace as trace_target
 from store.lineage import trace_run
 from training.manifest import MANIFEST, read_manifest
@@ -40,6 +41,8 @@ def trace(
         if folder.is_dir() and ((folder / MANIFEST).is_file() or os.sep in target):
             manifest = read_manifest(folder)
             data = trace_run(store, manifest["run_id"], pairs, manifest=manifest, manifest_path=str(folder / MANIFEST))
+            if "model" not in data:
+                raise StoreError(f"{folder / MANIFEST}: its run {manifest['run_id']} is not a training run")
             data["model"]["manifest"] = str(folder / MANIFEST)
         else:
             data = trace_target(store, target, pairs)

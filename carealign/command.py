@@ -148,6 +148,14 @@ def deprecated(value: Any, old: str, new: str) -> Any:
     return value
 
 
+def judge_or_old_names(judge_model: str | None, judge_base_url: str | None, old_model: str | None,
+                       old_base_url: str | None, old: str = "grader") -> tuple[str | None, str | None]:
+    """``--judge-model`` / ``--judge-base-url``, or the role's old option names (``--grader-model``,
+    ``--checker-base-url``, ...) with a deprecation warning."""
+    return (judge_model or deprecated(old_model, f"--{old}-model", "--judge-model"),
+            judge_base_url or deprecated(old_base_url, f"--{old}-base-url", "--judge-base-url"))
+
+
 def reviewer_name(name: str | None) -> str:
     if name:
         return name

@@ -24,13 +24,12 @@ import yaml
 from sqlalchemy import func, select, union
 from sqlalchemy.orm import Session
 
-from store.db import Store
+from store.db import Store, chunked
 from store.errors import StoreError
 from store.export import PairFilter, filter_clauses
 from store.models import Candidate, Item, Judgment, LLMCall, PreferencePair, RubricRecord, RubricReview, Run
 from store.records import code_version
 
-CHUNK = 500
 ESC_GENERATION_ROLES = ("esc_supporter",)
 ESC_JUDGING_ROLES = ("esc_judge",)
 LICENSE_NOTE = ("No license was set for this export (setting `export_license`, now `other`): the licenses of "
@@ -56,10 +55,11 @@ def card_path(out: Path, fmt: str) -> Path:
 def size_category(n: int) -> str:
     """The Hugging Face ``size_categories`` bucket of ``n`` rows."""
     for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
-                        (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
+                        (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"),
+                        (1_000_000_000, "100M<n<1B")):
         if n < limit:
             return name
-    return "10M<n<100M"
+    return "1B<n<10B"
 
 
 # -- facts from the store -----------------------------------------------------------------------
@@ -140,10 +140,9 @@ def _esc_calls(s: Session, where: list[Any]) -> list[dict[str, Any]]:
             ids.update(i for side in per_side.values() for i in side if isinstance(i, int))
     temperature = LLMCall.params["temperature"].as_float()
     counts: dict[tuple[Any, ...], int] = {}
-    ordered = sorted(ids)
-    for start in range(0, len(ordered), CHUNK):
+    for chunk in chunked(ids):
         q = select(LLMCall.role, LLMCall.model, LLMCall.prompt_name, LLMCall.prompt_hash, temperature, func.count()) \
-            .where(LLMCall.id.in_(ordered[start:start + CHUNK])) \
+            .where(LLMCall.id.in_(chunk)) \
             .group_by(LLMCall.role, LLMCall.model, LLMCall.prompt_name, LLMCall.prompt_hash, temperature)
         for *key, n in s.execute(q):
             counts[tuple(key)] = counts.get(tuple(key), 0) + int(n)
@@ -165,21 +164,19 @@ def _reviewer_involvement(s: Session, where: list[Any]) -> dict[str, Any]:
     records: dict[int, RubricRecord] = {}
     wanted = set(pairs_by_rubric)
     while wanted:  # the rubrics used, then the drafts they were edited from
-        ordered = sorted(wanted)
-        wanted = set()
-        for start in range(0, len(ordered), CHUNK):
-            for rec in s.scalars(select(RubricRecord).where(RubricRecord.id.in_(ordered[start:start + CHUNK]))):
+        ordered, wanted = sorted(wanted), set()
+        for chunk in chunked(ordered):
+            for rec in s.scalars(select(RubricRecord).where(RubricRecord.id.in_(chunk))):
                 records[rec.id] = rec
                 if rec.parent_id is not None and rec.parent_id not in records:
                     wanted.add(rec.parent_id)
     decisions: dict[str, int] = {}
     reviewers: set[str] = set()
     reviewed: set[int] = set()
-    ordered = sorted(records)
-    for start in range(0, len(ordered), CHUNK):
+    for chunk in chunked(records):
         for rid, decision, reviewer in s.execute(select(RubricReview.rubric_id, RubricReview.decision,
                                                         RubricReview.reviewer)
-                                                 .where(RubricReview.rubric_id.in_(ordered[start:start + CHUNK]))):
+                                                 .where(RubricReview.rubric_id.in_(chunk))):
             decisions[decision] = decisions.get(decision, 0) + 1
             reviewers.add(reviewer)
             reviewed.add(rid)

@@ -9,7 +9,7 @@ an empty database is initialised on open, a database at an older revision is ref
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -199,3 +199,13 @@ def insert_ignore(session: Session, model: Any, rows: Sequence[dict[str, Any]], 
         return
     stmt = dialect_insert(session, model).on_conflict_do_nothing(index_elements=list(keys))
     session.execute(stmt, list(rows))
+
+
+CHUNK = 500  # ids per IN (...) query: far below SQLite's and PostgreSQL's bound-parameter limits
+
+
+def chunked(ids: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+    """Sorted ids in lists of ``size``, for ``IN (...)`` queries over id lists of any length."""
+    got = sorted(ids)
+    for start in range(0, len(got), size):
+        yield got[start:start + size]

@@ -11,11 +11,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from store.db import Store
+from store.db import Store, chunked
 from store.export import PairFilter, iter_pairs
 from store.models import PreferencePair
-
-CHUNK = 1000  # ids per IN (...) query: far below SQLite's and PostgreSQL's parameter limits
 
 
 def selected_pair_origins(store: Store, flt: PairFilter) -> list[dict[str, Any]]:
@@ -24,8 +22,7 @@ def selected_pair_origins(store: Store, flt: PairFilter) -> list[dict[str, Any]]
     ids = [int(row[0]) for row in iter_pairs(store, flt)]
     out: list[dict[str, Any]] = []
     with store.session() as session:
-        for start in range(0, len(ids), CHUNK):
-            chunk = ids[start:start + CHUNK]
+        for chunk in chunked(ids):
             rows = session.execute(
                 select(PreferencePair.id, PreferencePair.run_id, PreferencePair.item_id, PreferencePair.provenance)
                 .where(PreferencePair.id.in_(chunk)).order_by(PreferencePair.id)

@@ -41,7 +41,7 @@ def answer(store: Store, answer_id: int) -> CheckAnswer:
     with store.session() as s:
         row = s.get(CheckAnswer, answer_id)
         if row is None:
-            raise KeyError(f"check answer {answer_id} is not in the store")
+            raise StoreError(f"check answer {answer_id} is not in the store")
         s.expunge(row)
     return row
 
@@ -103,9 +103,10 @@ def job_keys_of(store: Store, run_ids: list[str]) -> list[str]:
         if run_ids:
             keys = []
             for rid in run_ids:
-                run = s.scalars(select(Run).where(Run.id.startswith(rid))).all()
-                if len(run) != 1 or run[0].kind != "factcheck":
-                    raise StoreError(f"{rid!r} names {len(run)} fact-checking runs; give a longer or another run id")
+                run = s.scalars(select(Run).where(Run.id.startswith(rid), Run.kind == "factcheck")).all()
+                if len(run) != 1:
+                    raise StoreError(f"{rid!r} names {len(run)} fact-checking runs; give a longer or another run id "
+                                     "(see `carealign runs list`)")
                 keys.append(run[0].job_key)
             return list(dict.fromkeys(keys))
         return list(dict.fromkeys(r.job_key for r in _newest_batch(s)))

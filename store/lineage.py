@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from store.db import Store, insert_ignore
+from store.db import CHUNK, Store, chunked, insert_ignore
 from store.errors import StoreError
 from store.models import (
     Candidate,
@@ -41,7 +41,6 @@ from store.models import (
 from store.records import sha256_of
 from store.rubrics import instruction_hash
 
-CHUNK = 500
 TARGET_KINDS = ("pair", "run", "item")
 MIN_RUN_PREFIX = 6  # a bare run id prefix shorter than this is too likely to be a pair id; write run:PREFIX
 CALL_COLUMNS = (LLMCall.id, LLMCall.run_id, LLMCall.item_id, LLMCall.role, LLMCall.prompt_name, LLMCall.prompt_hash,
@@ -56,12 +55,6 @@ def pair_ids_sha256(ids: Iterable[int]) -> str:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def _chunks(ids: Iterable[Any]) -> Iterable[list[Any]]:
-    got = sorted(set(ids))
-    for start in range(0, len(got), CHUNK):
-        yield got[start:start + CHUNK]
 
 
 # -- the training run's data --------------------------------------------------------------------
@@ -201,7 +194,7 @@ class _Tracer:
 
     def run_nodes(self) -> dict[str, dict[str, Any]]:
         out = {}
-        for chunk in _chunks(self.run_ids):
+        for chunk in chunked(self.run_ids):
             for r in self.s.scalars(select(Run).where(Run.id.in_(chunk))):
                 out[r.id] = run_node(r)
         return dict(sorted(out.items(), key=lambda kv: kv[1]["started_at"] or ""))
@@ -209,7 +202,7 @@ class _Tracer:
     # -- calls, items, rubrics --------------------------------------------------------------------
     def calls(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         out: dict[int, dict[str, Any]] = {}
-        for chunk in _chunks(i for i in ids if i is not None):
+        for chunk in chunked(i for i in ids if i is not None):
             for row in self.s.execute(select(*CALL_COLUMNS).where(LLMCall.id.in_(chunk))):
                 params = dict(row.params or {})
                 out[row.id] = {
@@ -350,7 +343,7 @@ class _Tracer:
                        .where(TrainingPair.run_id == run.id, TrainingPair.split == "train").group_by(*groups)]
         else:
             queries = [select(*groups, func.count()).where(PreferencePair.id.in_(chunk)).group_by(*groups)
-                       for chunk in _chunks(ids["train"])]
+                       for chunk in chunked(ids["train"])]
         for q in queries:
             for kind, rid, lang, n in self.s.execute(q):
                 for key, value in (("kinds", kind), ("runs", self._run(rid)), ("languages", lang or "unknown")):

@@ -86,18 +86,20 @@ def renew(session: Session, work_ids: Sequence[int], worker: str) -> None:
     )
 
 
-def complete(session: Session, work_id: int, worker: str, error: str | None = None, status: str | None = None) -> None:
-    """Mark a claimed item done, or partial / failed with its reason. Only the claiming worker may."""
+def complete(session: Session, work_id: int, worker: str, error: str | None = None, status: str | None = None) -> bool:
+    """Mark a claimed item done, or partial / failed with its reason. Only the claiming worker may:
+    returns False when the claim is no longer this worker's (its lease ran out and was taken over)."""
     status = status or (FAILED if error else DONE)
     if status not in FINISHED:
         raise ValueError(f"an item cannot end {status!r}")
     if status != DONE and not error:
         raise ValueError(f"a {status} item needs its reason")
-    session.execute(
+    res = session.execute(
         update(WorkItem)
         .where(WorkItem.id == work_id, WorkItem.claimed_by == worker)
         .values(status=status, error=error)
     )
+    return bool(res.rowcount)
 
 
 def progress(session: Session, job_key: str, item_ids: Sequence[int] | None = None) -> dict[str, int]:
@@ -134,16 +136,6 @@ def claimants(session: Session) -> list[str]:
         select(WorkItem.claimed_by).where(WorkItem.status == CLAIMED).distinct()) if w]
 
 
-def release_worker(session: Session, worker: str) -> int:
-    """Hand every claim of ``worker`` back to the queue (its process is gone); returns how many."""
-    res = session.execute(
-        update(WorkItem)
-        .where(WorkItem.claimed_by == worker, WorkItem.status == CLAIMED)
-        .values(status=PENDING, claimed_by=None, claimed_at=None)
-    )
-    return int(res.rowcount or 0)
-
-
 def _aware(at: datetime | None) -> datetime:
     """SQLite gives naive datetimes back; they are UTC."""
     if at is None:
@@ -159,12 +151,13 @@ def requeue_done(session: Session, job_key: str) -> int:
     return int(res.rowcount or 0)
 
 
-def release(session: Session, worker: str, work_ids: Sequence[int]) -> None:
-    """Hand unfinished claims back to the queue at once (instead of waiting for their lease)."""
-    if not work_ids:
-        return
-    session.execute(
-        update(WorkItem)
-        .where(WorkItem.id.in_(work_ids), WorkItem.claimed_by == worker, WorkItem.status == CLAIMED)
-        .values(status=PENDING, claimed_by=None, claimed_at=None)
-    )
+def release(session: Session, worker: str, work_ids: Sequence[int] | None = None) -> int:
+    """Hand a worker's unfinished claims (those of ``work_ids``, or all of them: its process is gone)
+    back to the queue at once, instead of waiting for their lease; returns how many."""
+    if work_ids is not None and not work_ids:
+        return 0
+    q = update(WorkItem).where(WorkItem.claimed_by == worker, WorkItem.status == CLAIMED)
+    if work_ids is not None:
+        q = q.where(WorkItem.id.in_(work_ids))
+    res = session.execute(q.values(status=PENDING, claimed_by=None, claimed_at=None))
+    return int(res.rowcount or 0)

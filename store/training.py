@@ -8,21 +8,14 @@ so a large selection never exceeds the database's bound-parameter limit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from store.db import chunked
 from store.models import Item, Judgment, PreferencePair
-
-CHUNK = 500
-
-
-def _chunks(ids: Iterable[int]) -> Iterator[list[int]]:
-    got = sorted(ids)
-    for start in range(0, len(got), CHUNK):
-        yield got[start:start + CHUNK]
 
 
 def preference_pairs(session: Session, *, kinds: list[str] | None = None, run_ids: list[str] | None = None,
@@ -49,7 +42,7 @@ def judgments(session: Session, *, ids: Iterable[int] = (), candidate_ids: Itera
     both comes back twice, as the two lookups are independent)."""
     rows: list[Judgment] = []
     for wanted, col in ((ids, Judgment.id), (candidate_ids, Judgment.candidate_id)):
-        for chunk in _chunks(wanted):
+        for chunk in chunked(wanted):
             rows.extend(session.scalars(select(Judgment).where(col.in_(chunk))))
     return rows
 
@@ -57,7 +50,7 @@ def judgments(session: Session, *, ids: Iterable[int] = (), candidate_ids: Itera
 def item_rubrics(session: Session, item_ids: Iterable[int | None]) -> dict[int, dict[str, Any]]:
     """Item id -> the rubric in its payload (items without one are left out)."""
     out: dict[int, dict[str, Any]] = {}
-    for chunk in _chunks(i for i in item_ids if i is not None):
+    for chunk in chunked(i for i in item_ids if i is not None):
         for iid, payload in session.execute(select(Item.id, Item.payload).where(Item.id.in_(chunk))):
             if isinstance(payload, dict) and payload.get("rubric"):
                 out[iid] = payload["rubric"]

@@ -338,7 +338,13 @@ def test_export_run_report_and_score_run_end_to_end(tmp_path, fake_server):
     assert re.search(r"cot\.txt │ 5 │ n/a │ 0\.600 │ 0\.400 │ " + re.escape(cot[5]), re.sub(r"\s+", " ", res.stdout))
     res = runner.invoke(app, ["factcheck", "score-run", str(tmp_path / "cot.txt"), "--gold", str(data),
                               "--limit", "3"])
-    assert res.exit_code == 2 and "cot.txt:4: field 'text id': 'mx-3' is not among the 3 gold texts" in res.output
+    # --limit scores the first N gold texts; the file is still checked against every gold text
+    assert res.exit_code == 0, res.output
+    assert re.search(r"cot\.txt │ 3 │ n/a │", re.sub(r"\s+", " ", res.stdout)), res.stdout
+    (tmp_path / "stray.txt").write_text((tmp_path / "cot.txt").read_text() + "nope 1 0 Fixed.\n")
+    res = runner.invoke(app, ["factcheck", "score-run", str(tmp_path / "stray.txt"), "--gold", str(data),
+                              "--limit", "3"])
+    assert res.exit_code == 2 and "stray.txt:6: field 'text id': 'nope' is not among the 5 gold texts" in res.output
 
 
 def test_export_run_names_what_it_cannot_resolve(tmp_path, fake_server):

@@ -88,6 +88,7 @@ def test_a_restart_marks_the_killed_run_dead_and_runs_list_says_so(tmp_path):
         deadline = time.monotonic() + 60
         while len(server.requests) < 5 and time.monotonic() < deadline:
             time.sleep(0.02)
+        assert len(server.requests) >= 5, "the worker never got going"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         listed = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["--db", db, "runs", "list"])
@@ -144,10 +145,11 @@ def test_injected_faults_leave_every_item_explained_and_a_rerun_makes_only_the_m
             assert any(w.status == "partial" for w in items)
             failed_calls = {c.request_hash for c in s.scalars(select(LLMCall).where(LLMCall.ok.is_(False)))}
             ok_calls = {c.request_hash for c in s.scalars(select(LLMCall).where(LLMCall.ok.is_(True)))}
+            first_run = s.scalars(select(Run)).one().id
         missing = failed_calls - ok_calls
         assert missing
         errors = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["--db", db, "runs", "show",
-                                                                s.scalars(select(Run)).first().id, "--errors"])
+                                                                first_run, "--errors"])
         assert errors.exit_code == 0 and "failed or partial items of this run" in errors.stdout
 
         server.fault = None
@@ -202,3 +204,20 @@ def test_a_token_budget_stops_the_run_cleanly_and_the_same_command_resumes_it(tm
     assert res.exit_code == 0, res.output
     with Store(db).session() as s:
         assert {w.status for w in s.scalars(select(WorkItem))} == {"done"}
+
+
+def test_a_live_local_run_is_never_called_dead_and_a_silent_remote_one_is():
+    import os
+    from datetime import UTC, datetime, timedelta
+
+    from graphs.common.workers import host, run_is_dead
+
+    old = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    here = {"host": host(), "pid": os.getpid(), "lease_seconds": 30}
+    assert run_is_dead({"worker": here, "heartbeat_at": old}) is None  # alive here, even if its loop stalled
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert "is gone" in run_is_dead({"worker": {**here, "pid": gone.pid}, "heartbeat_at": old})
+    remote = {"host": "elsewhere", "pid": 1, "lease_seconds": 30}
+    assert "no heartbeat" in run_is_dead({"worker": remote, "heartbeat_at": old})
+    assert run_is_dead({"worker": remote, "heartbeat_at": datetime.now(UTC).isoformat()}) is None

@@ -490,10 +490,10 @@ def test_claim_after_expired_lease_is_taken_over(store: Store):
     assert row.claimed_by == "w2" and row.status == "claimed" and row.attempts == 2
     # the worker that lost the claim cannot complete it; the new owner can
     with store.session() as s:
-        complete(s, stale_id, "w1")
+        assert complete(s, stale_id, "w1") is False  # the runner then counts the item as lost, not done
     assert work_rows(store, "job")[stale_id].status == "claimed"
     with store.session() as s:
-        complete(s, stale_id, "w2")
+        assert complete(s, stale_id, "w2") is True
     assert work_rows(store, "job")[stale_id].status == "done"
     # with a zero lease every claim is stale at once
     time.sleep(0.01)

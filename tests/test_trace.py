@@ -395,3 +395,15 @@ def test_a_trained_model_traces_to_its_pairs_after_its_folder_is_moved(tmp_path)
     assert (old["pairs"]["source"], old["pairs"]["train"], old["pairs"]["sha256_matches"]) == (
         "manifest", manifest["pair_ids"], True)
     store.dispose()
+
+
+async def test_a_folder_whose_manifest_names_no_training_run_is_a_clear_error(store, fake_server, make_engine,
+                                                                              tmp_path):
+    from training.manifest import MANIFEST
+
+    built = await build_generate(store, fake_server, make_engine, tmp_path)
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    (folder / MANIFEST).write_text(json.dumps({"run_id": built.report.run_id}))
+    res = CliRunner().invoke(app, ["--db", store.url, "trace", str(folder)])
+    assert res.exit_code == 2 and "is not a training run" in res.stderr

@@ -42,7 +42,7 @@ from store.queue import (
     requeue_done,
     retry_failed,
 )
-from store.records import create_run, finish_run, upsert_items
+from store.records import create_run, finish_run, touch_run, upsert_items
 from store.run_reports import pairs_of_run
 
 __all__ = ["CONTROLS", "Budget", "ItemOutcome", "JobSummary", "RunControls", "WorkflowReport", "run_job",
@@ -82,6 +82,7 @@ class JobSummary:
     seconds: float = 0.0
     interrupted: bool = False
     stopped: str | None = None  # the budget that stopped the job
+    lost: int = 0  # items finished after another worker had taken them over (not counted above)
 
     def add(self, res: ItemOutcome) -> None:
         if res.status == DONE:
@@ -139,6 +140,9 @@ CONTROLS: ContextVar[RunControls] = ContextVar("carealign_run_controls", default
 Judge = Callable[[dict[str, Any]], tuple[bool, str, list[str]]]
 
 
+LOST = "lost"
+
+
 def item_status(ok: bool, outcome: str) -> str:
     """What a finished graph says about its item: done, or partial (some work stored, the outcome
     says 'partial: ...') or failed."""
@@ -168,7 +172,9 @@ async def run_job(
             ok, outcome, failures, state = False, "error", [f"{type(exc).__name__}: {exc}"], {}
         status = item_status(ok, outcome)
         with store.session() as s:
-            complete(s, work_id, worker, None if ok else ("; ".join(failures)[:4000] or outcome), status)
+            kept = complete(s, work_id, worker, None if ok else ("; ".join(failures)[:4000] or outcome), status)
+        if not kept:  # our lease ran out and another worker took the item over: its result counts, not ours
+            return ItemOutcome(item_id, LOST, "lost claim", [], state)
         return ItemOutcome(item_id, status, outcome, failures, state)
 
     async def renew_leases() -> None:
@@ -176,8 +182,11 @@ async def run_job(
         while True:
             await asyncio.sleep(lease_seconds / 3)
             if running:
-                with store.session() as s:
-                    renew(s, list(running.values()), worker)
+                try:
+                    with store.session() as s:
+                        renew(s, list(running.values()), worker)
+                except Exception as exc:  # noqa: BLE001 - a missed renewal must not end the heartbeat
+                    notify(f"lease renewal failed (retrying): {type(exc).__name__}: {exc}")
 
     heartbeat = asyncio.create_task(renew_leases())
     try:
@@ -209,11 +218,14 @@ async def run_job(
             for task in finished:
                 running.pop(task)
                 res = task.result()
+                if res.status == LOST:
+                    summary.lost += 1
+                    continue
                 summary.add(res)
                 if on_item:
                     on_item(res)
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        summary.interrupted = True
+    except BaseException as exc:  # Ctrl-C, cancellation, or the store failing: stop the items in flight
+        summary.interrupted = isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt))
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
@@ -244,10 +256,8 @@ class WorkflowReport:
 
 
 def final_status(summary: JobSummary, counts: dict[str, int]) -> str:
-    if summary.stopped:
-        return "stopped"
     if counts.get(PENDING, 0) + counts.get(CLAIMED, 0):
-        return "incomplete"
+        return "stopped" if summary.stopped else "incomplete"
     return "completed_with_failures" if counts.get(FAILED, 0) + counts.get(PARTIAL, 0) else "completed"
 
 
@@ -276,6 +286,8 @@ async def run_workflow(
         retry_failed(s, job_key)
         if redo:
             requeue_done(s, job_key)
+    with store.session() as s:  # the first beat once the (possibly long) input transaction is committed
+        touch_run(s, run_id)
     status, error = "failed", None
     summary = JobSummary()
     new_pairs = 0

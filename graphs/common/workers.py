@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from store import Store
-from store.queue import claimants, release_worker
+from store.queue import claimants, release
 from store.records import mark_run_dead, running_runs, touch_run
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ def run_is_dead(stats: dict[str, Any] | None, now: datetime | None = None) -> st
         return None
     if _gone_here(worker.get("host", ""), worker.get("pid")):
         return f"process {worker['pid']} on {worker['host']} is gone"
+    if worker.get("host") == host():  # its process is alive here: a stalled loop is not a dead run
+        return None
     beat = (stats or {}).get("heartbeat_at")
     lease = float(worker.get("lease_seconds") or 30.0)
     if beat:
@@ -91,7 +93,7 @@ def reap_dead_workers(store: Store) -> dict[str, int]:
         for worker in claimants(s):
             parts = worker.split(":")
             if len(parts) >= 2 and parts[1].isdigit() and _gone_here(parts[0], int(parts[1])):
-                released += release_worker(s, worker)
+                released += release(s, worker)
         for run in running_runs(s):
             why = run_is_dead(run.stats)
             if why:
@@ -115,8 +117,11 @@ class RunHeartbeat:
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.every)
-            with self.store.session() as s:
-                touch_run(s, self.run_id)
+            try:
+                with self.store.session() as s:
+                    touch_run(s, self.run_id)
+            except Exception as exc:  # noqa: BLE001 - a missed beat must not end the heartbeat
+                notify(f"run heartbeat failed (retrying): {type(exc).__name__}: {exc}")
 
     def stop(self) -> None:
         if self._task is not None:

@@ -35,11 +35,11 @@ def build_graph(deps: GenerateDeps | None = None):
                 for i in range(n.deps.config.n_candidates)]
 
     def fan_out_judging(state: GenerateState) -> list[Send] | str:
-        if len(state.get("unique_ids", [])) < 2:
+        if len(state.get("distinct_ids", [])) < 2:
             return "select_pair"
         return [Send("judge_candidate", JudgeTask(run_id=state["run_id"], item_id=state["item_id"],
                                                   candidate_id=cid))
-                for cid in state["unique_ids"]]
+                for cid in state["distinct_ids"]]
 
     g = StateGraph(GenerateState)
     g.add_node("generate_candidate", n.generate_candidate)

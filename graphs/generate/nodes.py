@@ -51,7 +51,7 @@ class GenerateNodes:
 
     def dedupe_candidates(self, state: GenerateState) -> dict[str, Any]:
         """Exact duplicates (after whitespace/case normalisation) are judged once, paired never."""
-        return {"unique_ids": distinct_candidate_ids(self.deps.store, state.get("candidate_ids", []))}
+        return {"distinct_ids": distinct_candidate_ids(self.deps.store, state.get("candidate_ids", []))}
 
     async def judge_candidate(self, task: JudgeTask) -> dict[str, Any]:
         d, cid = self.deps, task["candidate_id"]

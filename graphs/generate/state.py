@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import operator
-from typing import Annotated, Any, TypedDict
+from typing import TypedDict
+
+from graphs.common.state import CandidatePairState, GradeTask
 
 
-class GenerateState(TypedDict, total=False):
-    run_id: str
-    item_id: int
-    candidate_ids: Annotated[list[int], operator.add]
-    unique_ids: list[int]
-    graded: Annotated[list[dict[str, Any]], operator.add]
-    failures: Annotated[list[str], operator.add]  # failed calls: the item is not done until a re-run makes them
-    unusable: Annotated[list[str], operator.add]  # answered, but nothing to use (an empty answer)
-    paired: bool
-    outcome: str
+class GenerateState(CandidatePairState, total=False):
+    """Candidates, the distinct ones, their judge scores, the pair (``graphs.common.state``)."""
+
+
+JudgeTask = GradeTask  # one distinct candidate for the judge
 
 
 class SampleTask(TypedDict):
@@ -24,11 +20,3 @@ class SampleTask(TypedDict):
     run_id: str
     item_id: int
     sample_index: int
-
-
-class JudgeTask(TypedDict):
-    """One distinct candidate to grade (fan-out over candidates)."""
-
-    run_id: str
-    item_id: int
-    candidate_id: int
