@@ -6,7 +6,7 @@ VENV       ?= .venv
 PY         := $(VENV)/bin/python
 PIP        := $(PY) -m pip
 CAREALIGN  := $(VENV)/bin/carealign
-EXTRAS     ?= local,train,postgres,dev
+EXTRAS     ?= local,train,postgres,web,ray,dev
 # llama.cpp is compiled once per machine (portable x86-64 builds, see scripts/): llama-cpp-python's
 # wheel into WHEELHOUSE, and llama.cpp's native server (the embedded model's default) into
 # SERVER_CACHE/llama-server-$(LLAMA_VERSION)/bin/llama-server (agents/local_server.py looks there)
