@@ -171,6 +171,8 @@ def _pair(parent: Tree, p: dict[str, Any], runs: dict[str, Any], width: int) -> 
                          f"language {p.get('language') or '?'}, stored by ", _run_ref(p["run_id"], runs)))
     for t in p["trained_by"]:
         node.add(_t("trained on by ", _run_ref(t["run_id"], runs), f" ({t['split']} split)"))
+    for f in p.get("flags", []):  # review app: a reviewer found the pair wrong (exports leave it out)
+        node.add(_t(("flagged wrong", "bold red"), f" by {f['reviewer']}: {f['reason']}"))
     if p.get("search"):
         s = p["search"]
         node.add(_t(("search tree ", "bold"), s["tree_id"], f", parent turn {s['parent_path']}, strategy set "

@@ -214,7 +214,8 @@ def dataset_card(store: Store, out: Path, fmt: str, shape: str, flt: PairFilter,
         "dataset_info": {"splits": [{"name": "train", "num_examples": rows}]},
         "carealign": {
             "rows": rows, "shape": shape, "format": fmt, "with_metadata": with_metadata,
-            "filters": {k: v for k, v in asdict(flt).items() if v is not None},
+            # flagged pairs are left out by default (review app); the card names the filter only when they are in
+            "filters": {k: v for k, v in asdict(flt).items() if v is not None and (k, v) != ("include_flagged", False)},
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds"), "exported_by_code": code_version(),
             **facts,
         },

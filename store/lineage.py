@@ -31,6 +31,7 @@ from store.models import (
     Item,
     Judgment,
     LLMCall,
+    PairFlag,
     PreferencePair,
     RubricRecord,
     RubricReview,
@@ -301,6 +302,8 @@ class _Tracer:
             "run_id": self._run(p.run_id), "created_at": _iso(p.created_at), "prompt": p.prompt,
             "provenance": prov,
             "trained_by": [{"run_id": self._run(r), "split": sp} for r, sp in trained],
+            "flags": [{"reviewer": f.reviewer, "reason": f.reason, "created_at": _iso(f.created_at)}
+                      for f in self.s.scalars(select(PairFlag).where(PairFlag.pair_id == p.id).order_by(PairFlag.id))],
             "chosen": side("chosen", p.chosen, p.chosen_candidate_id),
             "rejected": side("rejected", p.rejected, p.rejected_candidate_id),
             "rubric": self.rubric(item["payload"] if item else {}, p.prompt, prov),

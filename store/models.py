@@ -155,6 +155,7 @@ class Judgment(Base):
     __tablename__ = "judgments"
     __table_args__ = (
         UniqueConstraint("candidate_id", "criterion", "llm_call_id", name="uq_judgments_cand_crit_call"),
+        Index("ix_judgments_criterion_kind", "criterion_kind"),  # since 0006: the review app's variant queue
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -336,3 +337,58 @@ class WorkItem(Base):
     error: Mapped[str | None] = mapped_column(Text)
     run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class ReviewUser(Base):
+    """An account of the review web app (``carealign review user add``). Only an argon2 hash of the
+    password is kept; the password itself is printed once and never stored."""
+
+    __tablename__ = "review_users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # reviewer | admin
+    password_hash: Mapped[str] = mapped_column(String(255))
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=True)  # the printed one is for one login
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReviewSlot(Base):
+    """One of the N independent reviews an item needs (``review.reviews_per_item``). The unique keys
+    make two reviewers never hold the same slot and one reviewer never hold two slots of an item.
+    ``labels`` is the reviewer's decision per criterion, the input of the agreement figures; the
+    decision itself is recorded where the store keeps it for that queue (rubric reviews, factbench
+    review judgments, pair flags)."""
+
+    __tablename__ = "review_slots"
+    __table_args__ = (
+        UniqueConstraint("queue", "item_id", "slot", name="uq_review_slots_slot"),
+        UniqueConstraint("queue", "item_id", "user_id", name="uq_review_slots_user"),
+        Index("ix_review_slots_user", "user_id", "queue", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    queue: Mapped[str] = mapped_column(String(16))  # rubric | variant | pair
+    item_id: Mapped[int] = mapped_column(BigInteger)  # rubric id, panel-decision judgment id, pair id
+    slot: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[int] = mapped_column(ForeignKey("review_users.id"))
+    status: Mapped[str] = mapped_column(String(16), default="assigned")  # assigned | done
+    labels: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    assigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PairFlag(Base):
+    """A reviewer's finding that a preference pair is wrong (and why): exports leave flagged pairs
+    out unless asked to include them, and ``carealign trace`` shows the flag."""
+
+    __tablename__ = "pair_flags"
+    __table_args__ = (UniqueConstraint("pair_id", "user_id", name="uq_pair_flags_user"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    pair_id: Mapped[int] = mapped_column(ForeignKey("preference_pairs.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("review_users.id"))
+    reviewer: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
