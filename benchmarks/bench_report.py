@@ -50,6 +50,9 @@ def headline(summary: dict[str, Any]) -> dict[str, float | None]:
     elif bench == "rubric_pairwise":
         values = {"accuracy": summary["accuracy"], "safety_f1": summary["safety"]["f1"]}
         values.update({f"kind:{k}": v["accuracy"] for k, v in summary.get("per_kind", {}).items()})
+        if summary.get("criterion_accuracy") is not None:  # a reward model judged: each criterion's own accuracy
+            values["criterion_accuracy"] = summary["criterion_accuracy"]
+            values.update({f"criterion:{k}": v["accuracy"] for k, v in summary.get("per_criterion_kind", {}).items()})
     elif bench == "medication":
         values = {k: summary[k] for k in HEADLINES[bench]}
         values.update({f"task:{t}": v["accuracy"] for t, v in summary.get("per_task", {}).items()})

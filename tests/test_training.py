@@ -44,9 +44,10 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"),
 ]
 TINY = dict(use_cpu=True, max_steps=2, per_device_train_batch_size=2, learning_rate=1e-3, logging_steps=1,
-            max_length=256)
-# English rubric pairs with margin >= 0.5; a third held out (the split below puts 4 of 10 there)
-RUBRIC_DATA = dict(kinds=["rubric"], language="en", min_margin=0.5, eval_fraction=0.3)
+            max_length=256, save_strategy="no")
+# English rubric pairs with margin >= 0.5: 4 of 10 in the test split; a reward model also keeps 2 of the other
+# 6 for calibration (the hash puts them there), the other methods train on all 6
+RUBRIC_DATA = dict(kinds=["rubric"], language="en", min_margin=0.5, eval_fraction=0.3, calibration_fraction=0.3)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +122,8 @@ def test_config_from_toml_refuses_unknown_keys():
     settings = {"grpo": {"a": 0.3, "beta": 0.2}, "data": {"language": "en"}}
     assert train_table({"grpo": {"a": 0.4}}, settings) == {"grpo": {"a": 0.4}, "data": {"language": "en"}}
     assert train_table(None, settings) == settings
-    with pytest.raises(ValueError, match=r"\[train.grpo\]: unknown setting\(s\) num_generation"):
+    with pytest.raises(ValueError, match=r"\[train.grpo\]: unknown setting 'num_generation' \(did you mean "
+                                         r"'num_generations'\?\)"):
         load_configs("grpo", train_table(tomllib.loads("[train.grpo]\nnum_generation = 4\n")))
 
 
@@ -176,21 +178,25 @@ def test_rubric_reward_logs_veto_rate_and_scores_each_completion():
 def test_rm_trains_reloads_scores_and_records_its_pairs(data: TrainingStore, trained_rm):
     out, result = trained_rm
     assert len(losses(result)) == 2 and all(math.isfinite(x) for x in losses(result))
-    split = load_split(data.store, DataConfig(**RUBRIC_DATA))
+    split = load_split(data.store, DataConfig(**RUBRIC_DATA), calibration=True)
     m = manifest(out)
-    assert m["pair_ids"] == split.train_ids and m["eval_pair_ids"] == split.eval_ids
-    assert len(split.eval) == 4 and len(split.train) == 6
-    assert not set(m["pair_ids"]) & {data.zh_pair_id, data.low_margin_pair_id, *split.eval_ids, *data.esc_pair_ids}
+    assert (m["pair_ids"], m["calibration_pair_ids"], m["eval_pair_ids"]) == \
+        (split.train_ids, split.calibration_ids, split.eval_ids)
+    assert split.sizes() == m["split_sizes"] == {"train": 4, "calibration": 2, "test": 4}
+    assert not set(m["pair_ids"]) & {data.zh_pair_id, data.low_margin_pair_id, *split.eval_ids, *data.esc_pair_ids,
+                                     *split.calibration_ids}
     assert m["pair_ids_sha256"] == pair_ids_sha256(split.train_ids)
-    assert m["counts"] == {"selected_train_pairs": 6, "train_pairs": 6, "eval_pairs": 4, "rows": 18}
+    assert m["counts"] == {"selected_train_pairs": 4, "train_pairs": 4, "calibration_pairs": 2, "eval_pairs": 4,
+                           "rows": 12}
     assert m["store_url"].startswith("sqlite:///") and m["libraries"]["trl"] and m["code_version"]
     assert (out / "README.md").read_text().count(m["pair_ids_sha256"]) == 1
     # 3 rows per pair: "doctor" ties (both meet it) and is skipped; the veto row prefers the safe answer
-    assert (result.stats["rows"], result.stats["ties"]) == (18, 6)
+    assert (result.stats["rows"], result.stats["ties"]) == (12, 4)
     ev = result.stats["evaluation"]
-    assert ev["judged_pairs"] == 4 and ev["criterion_rows"] == 12
+    assert ev["test_judged_pairs"] == 4 and ev["criterion_rows"] == 12
     assert set(ev["criterion_accuracy_per_kind"]) == {"proficiency", "bonus", "veto"}
-    assert ev["calibration"]["veto"]["n"] == 8 and ev["calibration"]["veto"]["calibrated"]
+    # thresholds from the 2 calibration pairs (2 answers each), not from the 4 test pairs
+    assert ev["calibration"]["veto"]["n"] == 4 and ev["calibration"]["veto"]["calibrated"]
     assert set(ev["safety"]) >= {"precision", "recall", "f1"}
 
     scorer = RewardScorer.load(out)
@@ -212,10 +218,13 @@ def test_multihead_rm_trains_and_scores(data: TrainingStore, tiny: str, tmp_path
     result = train_from_store(data.store, "rm", tiny, out, DataConfig(**RUBRIC_DATA),
                               RMConfig(variant="multihead", **TINY))
     assert len(losses(result)) == 2 and all(math.isfinite(x) for x in losses(result))
-    assert result.counts["rows"] == 12  # 6 training pairs x 2 judged candidates
+    assert result.counts["rows"] == 8  # 4 training pairs x 2 judged candidates
     s = RewardScorer.load(out).score(QA[1][0], QA[1][1], RUBRIC)
     assert set(s.verdicts) == {"correct", "doctor", "empathy", "danger"}
-    assert manifest(out)["pair_ids"] == load_split(data.store, DataConfig(**RUBRIC_DATA)).train_ids
+    split = load_split(data.store, DataConfig(**RUBRIC_DATA), calibration=True)
+    assert (manifest(out)["pair_ids"], manifest(out)["calibration_pair_ids"]) == (split.train_ids,
+                                                                                  split.calibration_ids)
+    assert result.stats["evaluation"]["calibration_judged_pairs"] == 2
 
 
 def test_grpo_trains_with_the_reward_model(data: TrainingStore, tiny: str, trained_rm, tmp_path: Path):
@@ -229,7 +238,41 @@ def test_grpo_trains_with_the_reward_model(data: TrainingStore, tiny: str, train
     assert all(0.0 <= x["rubric/veto_rate"] <= 1.0 and 0.0 <= x["rubric/s1_mean"] <= 1.0 for x in logs)
     assert manifest(out)["pair_ids"] == load_split(data.store, DataConfig(**RUBRIC_DATA)).train_ids
     assert result.counts["prompts"] == 6
+    # the frozen reward model sits on the trainer's device (here the CPU: use_cpu), float32 off a GPU
+    assert result.stats["reward_model"] == {"device": "cpu", "batch_size": 64, "dtype": "torch.float32"}
+    # the per-step S1/S2/veto figures are in the TensorBoard logs next to the model
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "runs"))
+    events.Reload()
+    assert {"train/rubric/veto_rate", "train/rubric/s1_mean", "train/rubric/s2_mean", "train/loss"} <= \
+        set(events.Tags()["scalars"])
     _reloads_and_generates(out)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", ["criteria", "multihead"])
+def test_batched_reward_scores_equal_one_by_one(data: TrainingStore, tiny: str, trained_rm, tmp_path: Path,
+                                                variant: str):
+    """Every (completion, criterion) row of a GRPO step in batches (padded, longest first) scores as
+    each row alone does; on a GPU the same check runs there (in float32)."""
+    from training.rm_scorer import pick_device
+
+    if variant == "criteria":
+        folder = trained_rm[0]
+    else:
+        folder = tmp_path / "mh"
+        train_from_store(data.store, "rm", tiny, folder, DataConfig(**RUBRIC_DATA),
+                         RMConfig(variant="multihead", **TINY))
+    items = [([{"role": "user", "content": q}], answer, Rubric.model_validate(RUBRIC))
+             for q, good, bad in QA for answer in (good, bad, good[:7])]
+    device = pick_device()
+    batched = RewardScorer.load(folder, batch_size=64, device=device).raw_scores(items)
+    alone = RewardScorer.load(folder, batch_size=1, device=device).raw_scores(items)
+    assert len(batched) == len(items) and all(len(b) == 4 for b in batched)
+    for b, a in zip(batched, alone, strict=True):
+        assert b.keys() == a.keys()
+        assert all(abs(b[k] - a[k]) <= 1e-5 for k in b), (b, a)
 
 
 def test_cso_trains_on_esc_turn_pairs(data: TrainingStore, tiny: str, tmp_path: Path):

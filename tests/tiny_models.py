@@ -23,8 +23,11 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_causal_lm(folder: Path, texts: Iterable[str], seed: int = 0, vocab_size: int = 400) -> Path:
-    """Train a byte-level BPE tokenizer on ``texts``, build a 2-layer Llama and save both to ``folder``."""
+def build_tiny_causal_lm(folder: Path, texts: Iterable[str], seed: int = 0, vocab_size: int = 400,
+                         initializer_range: float = 0.02) -> Path:
+    """Train a byte-level BPE tokenizer on ``texts``, build a 2-layer Llama and save both to ``folder``.
+    ``initializer_range``: the weights' init std; transformers' 0.02 suits large models, while a
+    model this small learns a criterion/answer interaction in a few dozen steps only from ~0.2."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -47,7 +50,7 @@ def build_tiny_causal_lm(folder: Path, texts: Iterable[str], seed: int = 0, voca
         vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False, initializer_range=initializer_range,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)

@@ -133,3 +133,59 @@ def populate(store: Store) -> TrainingStore:
         else:
             out.rubric_pair_ids.append(pid)
     return out
+
+
+# -- pairs whose preferred answer flips with the criterion (the criteria-injection test) -----------
+FLIP_RUBRIC = {"criteria": [
+    {"id": "food", "text": "Says to take it with food.", "kind": "proficiency", "weight": 0.5},
+    {"id": "night", "text": "Says to take it at night.", "kind": "proficiency", "weight": 0.5},
+]}
+FLIP_ANSWERS = ("Take it with food.", "Take it at night.")  # meets food only / night only
+FLIP_DRUGS = ["ibuprofen", "metformin", "aspirin", "iron", "zinc", "statins", "folate", "lithium", "prednisone",
+              "melatonin", "naproxen", "calcium", "warfarin", "digoxin", "codeine", "insulin", "vitamin D",
+              "omeprazole", "sertraline", "amoxicillin", "losartan", "atenolol", "levothyroxine", "tramadol"]
+
+
+def flip_questions() -> list[str]:
+    return [f"How should I take my {d}?" for d in FLIP_DRUGS]
+
+
+def flip_texts() -> list[str]:
+    return flip_questions() + list(FLIP_ANSWERS) + [c["text"] for c in FLIP_RUBRIC["criteria"]] + [
+        "Judge the assistant's reply on this proficiency criterion:", "Judge the assistant's reply."]
+
+
+def populate_flip(store: Store) -> list[int]:
+    """One item per drug question, two judged answers, one pair each: on the ``food`` criterion the
+    first answer is better, on ``night`` the second, so each pair gives two criterion rows with the
+    same texts and opposite preferences. Returns the pair ids."""
+    food, night = {"food": True, "night": False}, {"food": False, "night": True}
+    with store.session() as s:
+        run_id = create_run(s, "rubric-prefs", {"test": "flip"})
+        item_ids = upsert_items(s, "flip", [{"payload": {"prompt": q, "rubric": FLIP_RUBRIC, "lang": "en"}}
+                                            for q in flip_questions()])
+        for iid, q in zip(item_ids, flip_questions(), strict=True):
+            ca, ja = _flip_candidate(s, run_id, iid, 0, FLIP_ANSWERS[0], food)
+            cb, jb = _flip_candidate(s, run_id, iid, 1, FLIP_ANSWERS[1], night)
+            add_pairs(s, [{"kind": "flip", "run_id": run_id, "item_id": iid, "prompt": [{"role": "user", "content": q}],
+                           "chosen": FLIP_ANSWERS[0], "rejected": FLIP_ANSWERS[1], "chosen_candidate_id": ca,
+                           "rejected_candidate_id": cb, "margin": 1.0, "language": "en",
+                           "provenance": {"judgment_ids": ja + jb}}])
+    from sqlalchemy import select
+
+    from store.models import PreferencePair
+
+    with store.session() as s:
+        return list(s.scalars(select(PreferencePair.id).where(PreferencePair.kind == "flip")
+                              .order_by(PreferencePair.id)))
+
+
+def _flip_candidate(s, run_id: str, item_id: int, n: int, text: str, verdicts: dict[str, bool]):
+    call = add_llm_call(s, request_hash=sha256_of(["flip", item_id, n]), run_id=run_id, item_id=item_id,
+                        model="gen", messages=[], params={})
+    cid = add_candidate(s, run_id=run_id, item_id=item_id, llm_call_id=call, sample_index=n, model="gen", text=text)
+    by_id = {c["id"]: c for c in FLIP_RUBRIC["criteria"]}
+    jids = add_judgments(s, [{"run_id": run_id, "candidate_id": cid, "llm_call_id": call, "criterion": by_id[k]["text"],
+                              "criterion_kind": "proficiency", "met": v, "score": 1.0 if v else 0.0,
+                              "judge_model": "judge", "details": {"criterion_id": k}} for k, v in verdicts.items()])
+    return cid, jids

@@ -15,6 +15,9 @@ read like every other config error); this module only merges and validates parse
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import types
+import typing
 from typing import Any, TypeVar
 
 from training.cso_config import CSOConfig
@@ -29,12 +32,23 @@ METHOD_CONFIGS: dict[str, type] = {"rm": RMConfig, "grpo": GRPOConfig, "cso": CS
 DEFAULT_KINDS = {"rm": ["rubric"], "grpo": ["rubric"], "cso": ["esc"], "sft": ["esc"]}
 
 
+def unknown_keys(cls: type, keys: Any, where: str) -> None:
+    """An error naming each unknown key, where it came from, and the closest known key."""
+    names = sorted(f.name for f in dataclasses.fields(cls))
+    unknown = sorted(set(keys) - set(names))
+    if not unknown:
+        return
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+        parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise ValueError(f"{where}: unknown setting {', '.join(parts)}; "
+                     f"`carealign train METHOD --list-settings` lists them all")
+
+
 def from_mapping(cls: type[T], values: dict[str, Any], where: str) -> T:
     """A config dataclass from a TOML table; unknown keys name the table they came from."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    unknown_keys(cls, values, where)
     try:
         return cls(**values)
     except TypeError as exc:
@@ -60,6 +74,45 @@ def load_configs(method: str, table: dict[str, Any], overrides: dict[str, Any] |
     data = from_mapping(DataConfig, data_vals, "[train.data]")
     if not data.kinds:
         data.kinds = list(DEFAULT_KINDS[method])
+    sets = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown_keys(METHOD_CONFIGS[method], sets, f"train {method} --set")
     vals = dict(table.get(method, {}))
-    vals.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    vals.update(sets)
     return data, from_mapping(METHOD_CONFIGS[method], vals, f"[train.{method}]")
+
+
+# -- what --list-settings prints ------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, str):
+        return tp
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        return " | ".join("none" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        return f"{typing.get_origin(tp).__name__}[{args}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _help(cls: type, name: str) -> str:
+    """A field's help; a subclass that only changes a default keeps its parent's help."""
+    for klass in cls.__mro__:
+        if dataclasses.is_dataclass(klass):
+            f = {x.name: x for x in dataclasses.fields(klass)}.get(name)
+            if f is not None and f.metadata.get("help"):
+                return f.metadata["help"]
+    return ""
+
+
+def list_settings(cls: type) -> list[tuple[str, str, Any, str]]:
+    """(key, type, default, help) of every field of a config dataclass, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    return [(f.name, _type_name(hints.get(f.name, f.type)), _default(f), _help(cls, f.name))
+            for f in dataclasses.fields(cls)]

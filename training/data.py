@@ -47,8 +47,12 @@ class SelectedPair:
 
 @dataclass
 class Split:
+    """Three disjoint sides: ``eval`` is the test split (reported figures), ``calibration`` is empty
+    unless the split was asked for one (reward models' thresholds)."""
+
     train: list[SelectedPair]
     eval: list[SelectedPair]
+    calibration: list[SelectedPair] = field(default_factory=list)
 
     @property
     def train_ids(self) -> list[int]:
@@ -57,6 +61,13 @@ class Split:
     @property
     def eval_ids(self) -> list[int]:
         return sorted(p.id for p in self.eval)
+
+    @property
+    def calibration_ids(self) -> list[int]:
+        return sorted(p.id for p in self.calibration)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "calibration": len(self.calibration), "test": len(self.eval)}
 
 
 def select_pairs(store: Store, cfg: DataConfig) -> list[SelectedPair]:
@@ -95,27 +106,38 @@ def split_groups(pairs: list[SelectedPair]) -> dict[int, str]:
     return {p.id: find(f"prompt:{p.prompt_hash}") for p in pairs}
 
 
-def in_eval(group: str, salt: str, fraction: float) -> bool:
+def group_position(group: str, salt: str) -> float:
+    """Where a group falls in [0, 1): a salted sha256 of its key."""
     h = int(hashlib.sha256(f"{salt}\0{group}".encode()).hexdigest()[:12], 16)
-    return h / float(1 << 48) < fraction
+    return h / float(1 << 48)
 
 
-def split_pairs(pairs: list[SelectedPair], cfg: DataConfig) -> Split:
+def in_eval(group: str, salt: str, fraction: float) -> bool:
+    return group_position(group, salt) < fraction
+
+
+def split_pairs(pairs: list[SelectedPair], cfg: DataConfig, calibration: bool = False) -> Split:
+    """Test below ``eval_fraction``, then calibration (only when asked for) up to
+    ``eval_fraction + calibration_fraction``, the rest train. The test side is the same with or
+    without a calibration split."""
     groups = split_groups(pairs)
-    train, held = [], []
+    cal_end = cfg.eval_fraction + (cfg.calibration_fraction if calibration else 0.0)
+    out = Split([], [], [])
     for p in pairs:
-        (held if in_eval(groups[p.id], cfg.split_salt, cfg.eval_fraction) else train).append(p)
-    return Split(train, held)
+        at = group_position(groups[p.id], cfg.split_salt)
+        (out.eval if at < cfg.eval_fraction else out.calibration if at < cal_end else out.train).append(p)
+    return out
 
 
-def load_split(store: Store, cfg: DataConfig) -> Split:
+def load_split(store: Store, cfg: DataConfig, calibration: bool = False) -> Split:
     pairs = select_pairs(store, cfg)
     if not pairs:
         raise ValueError(f"no pairs match the selection (kinds={cfg.kinds}, run_ids={cfg.run_ids}, "
                          f"min_margin={cfg.min_margin}, language={cfg.language})")
-    split = split_pairs(pairs, cfg)
+    split = split_pairs(pairs, cfg, calibration)
     if not split.train:
-        raise ValueError(f"all {len(pairs)} selected pairs fell into the held-out split; lower eval_fraction")
+        raise ValueError(f"all {len(pairs)} selected pairs fell into the held-out splits ({split.sizes()}); "
+                         "lower eval_fraction" + (" or calibration_fraction" if calibration else ""))
     return split
 
 

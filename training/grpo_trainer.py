@@ -4,7 +4,9 @@ reward model trained by ``train rm`` or, as a setting, from the LLM judge (``Rub
 
 Each training row is a distinct prompt with its rubric (JSON text in the ``rubric`` column; trl
 hands dataset columns to the reward function). Per step the reward function logs the veto rate
-(share of completions with S3 > 0) and mean S1, S2 and reward through trl's ``log_metric``.
+(share of completions with S3 > 0) and mean S1, S2 and reward through trl's ``log_metric``; they go
+wherever the trainer reports (TensorBoard by default, ``report_to``). The frozen reward model sits
+on the trainer's device (bfloat16 where the GPU has it) and scores a step's rows in batches.
 """
 
 from __future__ import annotations
@@ -57,11 +59,22 @@ class RubricReward:
         return rewards
 
 
-def rm_scores(reward_model_path: str | Path) -> Scores:
-    from training.rm_scorer import RewardScorer
+class RewardModelScores:
+    """S1/S2/S3 from a frozen reward model trained by ``train rm``: every (completion, criterion)
+    row of a step is scored in batches of ``reward_batch_size``. Loaded on the CPU in float32; the
+    trainer moves it onto its own device (``place``) in ``reward_dtype`` once the policy is placed."""
 
-    scorer = RewardScorer.load(reward_model_path)
-    return lambda items: [s.rubric_score for s in scorer.score_many(items)]
+    def __init__(self, path: str | Path, cfg: GRPOConfig):
+        from training.rm_scorer import RewardScorer
+
+        self.cfg = cfg
+        self.scorer = RewardScorer.load(path, batch_size=cfg.reward_batch_size, device="cpu", dtype="float32")
+
+    def place(self, device: Any) -> None:
+        self.scorer.to(device, self.cfg.reward_dtype)
+
+    def __call__(self, items: list[tuple[list[dict[str, Any]], str, Rubric]]) -> list[RubricScore]:
+        return [s.rubric_score for s in self.scorer.score_many(items)]
 
 
 class JudgeScores:
@@ -127,7 +140,7 @@ def train_grpo(store: Store, model_path: str, out_dir: Path, data: DataConfig, c
     if scores is None:
         if not cfg.reward_model:
             raise ValueError("grpo with reward_source 'rm' needs reward_model = the folder `carealign train rm` wrote")
-        scores = rm_scores(cfg.reward_model)
+        scores = RewardModelScores(cfg.reward_model, cfg)
     reward = RubricReward(scores, RewardConfig(cfg.a, cfg.b, cfg.l))
     tok = AutoTokenizer.from_pretrained(model_path)
     rows, too_long = fitting_prompts(rows, tok, cfg.max_length)
@@ -137,10 +150,15 @@ def train_grpo(store: Store, model_path: str, out_dir: Path, data: DataConfig, c
         vllm_mode=cfg.vllm_mode))
     trainer = GRPOTrainer(model=model_path, reward_funcs=reward, args=args, train_dataset=to_dataset(rows),
                           processing_class=tok, peft_config=peft_config(cfg))
+    if isinstance(scores, RewardModelScores):
+        scores.place(trainer.accelerator.device)
     stats, _ = train_and_save(trainer, out_dir)
     per_step = [{k: v for k, v in log.items() if k.startswith("rubric/") or k in ("step", "reward", "kl", "loss")}
                 for log in trainer.state.log_history if "loss" in log]
     stats.update(prompts=len(rows), prompts_too_long=too_long, pairs_without_rubric=missing, per_step=per_step)
+    if isinstance(scores, RewardModelScores):
+        stats["reward_model"] = {"device": str(scores.scorer.device), "dtype": str(scores.scorer.dtype),
+                                 "batch_size": cfg.reward_batch_size}
     kept = {sha256_of(r["prompt"]) for r in rows}
     used = sorted(p.id for p in split.train if p.item_id in rubrics and p.prompt_hash in kept)
     return TrainResult("grpo", out_dir, used, split.eval_ids,

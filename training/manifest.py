@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from store import Store, redact_url
+from store import training as queries
 from store.errors import StoreError
 from store.lineage import pair_ids_sha256, record_training_pairs
 from store.records import code_version, create_run, finish_run
@@ -46,6 +47,8 @@ def build_manifest(store: Store, result: TrainResult, data: DataConfig, config: 
         "pair_ids_sha256": pair_ids_sha256(result.train_pair_ids),
         "pair_ids": sorted(result.train_pair_ids),
         "eval_pair_ids": sorted(result.eval_pair_ids),
+        "calibration_pair_ids": sorted(result.calibration_pair_ids),
+        "split_sizes": split_sizes(result),
         "counts": result.counts,
         "filters": asdict(data),
         "config": asdict(config),
@@ -55,14 +58,22 @@ def build_manifest(store: Store, result: TrainResult, data: DataConfig, config: 
     }
 
 
+def split_sizes(result: TrainResult) -> dict[str, int]:
+    """Pairs on each side of the three-way split: trained on, thresholds chosen on (reward models),
+    figures measured on."""
+    return {"train": len(result.train_pair_ids), "calibration": len(result.calibration_pair_ids),
+            "test": len(result.eval_pair_ids)}
+
+
 MODEL_CARD = """# carealign {method} model
 
 Trained with `carealign train {method}` from `{base_model}`.
 
-- pairs: {n_train} for training, {n_eval} held out (sha256 of the training pair ids: `{sha}`)
+- pairs: {n_train} for training, {n_cal} for calibration (reward-model thresholds), {n_eval} test
+  pairs held out for the reported figures (sha256 of the training pair ids: `{sha}`)
 - filters: kinds {kinds}, runs {runs}, min margin {min_margin}, language {language}
 - store: `{store}`; run `{run_id}`; code `{code}`
-- final training loss: {final_loss}
+- final training loss: {final_loss}{evaluation}
 
 `{manifest}` lists every pair id, the full config, the library versions and the held-out pairs.
 """
@@ -77,17 +88,32 @@ def write_manifest(store: Store, result: TrainResult, data: DataConfig, config: 
     path.write_text(json.dumps(m, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     card = MODEL_CARD.format(
         method=result.method, base_model=base_model, n_train=len(result.train_pair_ids),
-        n_eval=len(result.eval_pair_ids), sha=m["pair_ids_sha256"], kinds=data.kinds, runs=data.run_ids or "all",
+        n_cal=len(result.calibration_pair_ids), n_eval=len(result.eval_pair_ids), sha=m["pair_ids_sha256"],
+        kinds=data.kinds, runs=data.run_ids or "all",
         min_margin=data.min_margin, language=data.language or "any", store=m["store_url"], run_id=result.run_id,
-        code=m["code_version"], final_loss=result.stats.get("final_loss"), manifest=MANIFEST)
+        code=m["code_version"], final_loss=result.stats.get("final_loss"), manifest=MANIFEST,
+        evaluation=_evaluation_line(result.stats.get("evaluation") or {}))
     (out / "README.md").write_text(card, encoding="utf-8")
     return path
 
 
-def start_run(store: Store, method: str, data: DataConfig, config: Any, base_model: str, out_dir: Path) -> str:
+def _evaluation_line(ev: dict[str, Any]) -> str:
+    """A reward model's test figures for the card, naming the split each number comes from."""
+    if "pair_accuracy" not in ev:
+        return ""
+    return (f"\n- test split ({ev['test_judged_pairs']} judged pairs, thresholds from "
+            f"{ev['calibration_judged_pairs']} calibration pairs): pair accuracy {ev['pair_accuracy']:.3f}, "
+            f"safety F1 {ev['safety']['f1']:.3f}"
+            + (f", criterion-row accuracy {ev['criterion_accuracy']:.3f}" if "criterion_accuracy" in ev else ""))
+
+
+def start_run(store: Store, method: str, data: DataConfig, config: Any, base_model: str, out_dir: Path,
+              resumed_from: str | None = None, resumes_run: str | None = None) -> str:
+    """A ``train-<method>`` run; a resumed one names its checkpoint and the run that wrote it."""
+    resumed = {"resumed_from": resumed_from, "resumes_run": resumes_run} if resumed_from else {}
     with store.session() as s:
         return create_run(s, f"train-{method}", {"data": asdict(data), "config": asdict(config),
-                                                 "base_model": base_model, "out_dir": str(out_dir)})
+                                                 "base_model": base_model, "out_dir": str(out_dir), **resumed})
 
 
 def end_run(store: Store, run_id: str, result: TrainResult | None, status: str = "completed",
@@ -95,10 +121,12 @@ def end_run(store: Store, run_id: str, result: TrainResult | None, status: str =
     stats: dict[str, Any] = {}
     if result is not None:
         stats = {**result.stats, "counts": result.counts, "pair_ids_sha256": pair_ids_sha256(result.train_pair_ids),
-                 "out_dir": str(result.out_dir)}
+                 "split_sizes": split_sizes(result), "out_dir": str(result.out_dir)}
     with store.session() as s:  # the run is completed together with the record of its pairs
+        stats["checkpoints"] = queries.run_checkpoints(s, run_id)
         if result is not None:
             record_training_pairs(s, run_id, result.train_pair_ids, result.eval_pair_ids)
+            queries.record_calibration_pairs(s, run_id, result.calibration_pair_ids)
         finish_run(s, run_id, status, stats, error)
 
 

@@ -1,8 +1,9 @@
 """A trained reward model, either variant, as a scorer; its calibration and held-out evaluation.
 
-Per-criterion scores become S1/S2/S3 through per-kind thresholds calibrated on the held-out pairs'
-judged candidates; those thresholds, the variant and the criterion template (or the heads) are saved
-next to the model in ``carealign_rm.json``, so ``RewardScorer.load(path)`` scores exactly as trained.
+Per-criterion scores become S1/S2/S3 through per-kind thresholds calibrated on the calibration
+split's judged candidates (the reported figures come from the disjoint test split); those
+thresholds, the variant and the criterion template (or the heads) are saved next to the model in
+``carealign_rm.json``, so ``RewardScorer.load(path)`` scores exactly as trained.
 Both trainers in ``training.rm_trainer`` and the GRPO reward use this module; it trains nothing.
 """
 
@@ -49,42 +50,88 @@ def head_index(heads: list[str], kind: str, dimension: str | None) -> int:
 
 
 
-class RewardScorer:
-    """A trained reward model (either variant) with its thresholds: per-criterion scores and S1/S2/S3."""
+def pick_device(device: str | None = None) -> str:
+    """``device``, else the first GPU when there is one, else the CPU."""
+    if device:
+        return device
+    import torch
 
-    def __init__(self, model: Any, tokenizer: Any, meta: dict[str, Any], batch_size: int = 16):
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(dtype: str, device: str):
+    """``auto``: bfloat16 on a GPU that supports it (half the memory, tensor cores), else float32."""
+    import torch
+
+    if dtype == "auto":
+        on_gpu = str(device).startswith("cuda") and torch.cuda.is_available()
+        return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
+    return {"bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
+
+
+class RewardScorer:
+    """A trained reward model (either variant) with its thresholds: per-criterion scores and S1/S2/S3.
+
+    Every row to score (a (conversation, response) pair, or one per criterion for the criteria
+    variant) goes through the model in batches of ``batch_size``, longest first so a batch pads
+    little; results come back in input order. Padding never changes a score: the classification
+    head reads the last real token and padded positions are masked."""
+
+    def __init__(self, model: Any, tokenizer: Any, meta: dict[str, Any], batch_size: int = 32):
         self.model, self.tokenizer, self.meta, self.batch_size = model, tokenizer, meta, batch_size
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model.eval()
 
     @classmethod
-    def load(cls, path: str | Path, batch_size: int = 16) -> RewardScorer:
+    def load(cls, path: str | Path, batch_size: int = 32, device: str | None = None,
+             dtype: str = "float32") -> RewardScorer:
+        """The model at ``path`` on ``device`` (default: the GPU if any) in ``dtype`` (``auto``:
+        bfloat16 where the GPU supports it)."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         meta_path = Path(path) / RM_META
         if not meta_path.is_file():
             raise FileNotFoundError(f"{path} holds no {RM_META}: not a model trained by `carealign train rm`")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        model = AutoModelForSequenceClassification.from_pretrained(str(path))
-        return cls(model, AutoTokenizer.from_pretrained(str(path)), meta, batch_size)
+        device = pick_device(device)
+        model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=pick_dtype(dtype, device))
+        return cls(model.to(device), AutoTokenizer.from_pretrained(str(path)), meta, batch_size)
+
+    def to(self, device: Any, dtype: str | None = None) -> RewardScorer:
+        """Move the model (GRPO: onto the trainer's device once the trainer has placed the policy)."""
+        self.model.to(device=device, dtype=pick_dtype(dtype, str(device)) if dtype else None)
+        return self
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> Any:
+        return next(self.model.parameters()).dtype
 
     @property
     def thresholds(self) -> dict[str, float]:
         return self.meta["thresholds"]
 
-    def _forward(self, conversations: list[list[dict[str, Any]]]):
+    def _forward(self, conversations: list[list[dict[str, Any]]]) -> list[list[float]]:
         import torch
 
-        out = []
         max_length = self.meta.get("max_length")
-        for start in range(0, len(conversations), self.batch_size):
-            enc = [self.tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]
-                   for c in conversations[start:start + self.batch_size]]
-            enc = [ids[:max_length] if max_length else ids for ids in enc]
-            batch = self.tokenizer.pad({"input_ids": enc}, return_tensors="pt")
-            with torch.no_grad():
-                logits = self.model(input_ids=batch["input_ids"].to(self.model.device),
-                                    attention_mask=batch["attention_mask"].to(self.model.device)).logits
-            out.extend(logits.float().cpu().tolist())
+        enc = [self.tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]
+               for c in conversations]
+        enc = [ids[:max_length] if max_length else ids for ids in enc]
+        order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
+        out: list[list[float]] = [[] for _ in enc]
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            batch = self.tokenizer.pad({"input_ids": [enc[i] for i in chunk]}, return_tensors="pt")
+            with torch.inference_mode():
+                logits = self.model(input_ids=batch["input_ids"].to(self.device),
+                                    attention_mask=batch["attention_mask"].to(self.device)).logits
+            for i, row in zip(chunk, logits.float().cpu().tolist(), strict=True):
+                out[i] = row
         return out
 
     def raw_scores(self, items: list[tuple[list[dict[str, Any]], str, Rubric]]) -> list[dict[str, float]]:
@@ -97,8 +144,7 @@ class RewardScorer:
         convs, where = [], []
         for n, (conv, resp, rubric) in enumerate(items):
             for c in rubric.criteria:
-                convs.append([*inject(conv, c.kind.value, c.text, self.meta["criterion_template"]),
-                              {"role": "assistant", "content": resp}])
+                convs.append(criterion_input(conv, resp, c.kind.value, c.text, self.meta["criterion_template"]))
                 where.append((n, c.id))
         out: list[dict[str, float]] = [{} for _ in items]
         for (n, cid), row in zip(where, self._forward(convs), strict=True):
@@ -115,6 +161,13 @@ class RewardScorer:
         return self.score_many([(instruction, response, rubric)])[0]
 
 
+def criterion_input(conv: list[dict[str, Any]], response: str, kind: str, text: str,
+                    template: str) -> list[dict[str, Any]]:
+    """What the criteria variant reads for r(y | x, c): the conversation x with the criterion c
+    injected, then the response y as the assistant turn (the same shape it was trained on)."""
+    return [*inject(conv, kind, text, template), {"role": "assistant", "content": response}]
+
+
 # -- calibration and evaluation on held-out pairs -----------------------------------------------
 def _judged(pairs: list[SelectedPair], verdicts: dict[int, dict[str, CriterionVerdict]],
             rubrics: dict[int, dict[str, Any]]):
@@ -126,14 +179,10 @@ def _judged(pairs: list[SelectedPair], verdicts: dict[int, dict[str, CriterionVe
             yield p, Rubric.model_validate(rubric), a, b
 
 
-def calibrate_and_evaluate(scorer: RewardScorer, store: Store, held: list[SelectedPair],
-                           rows: CriterionRows) -> dict[str, Any]:
-    """Thresholds from the held-out candidates' verdicts (set on ``scorer``), then pairwise accuracy
-    (whole pairs, and criterion rows per kind) and safety P/R/F1 with those thresholds.
-    Calibrating and evaluating on the same held-out pairs flatters the threshold-dependent figures
-    (pair accuracy, safety) slightly; the criterion-row accuracy does not depend on thresholds."""
-    verdicts = load_verdicts(store, held)
-    judged = list(_judged(held, verdicts, item_rubrics(store, {p.item_id for p in held})))
+def threshold_samples(scorer: RewardScorer, store: Store, pairs: list[SelectedPair]):
+    """(judged pairs, their raw scores chosen/rejected interleaved, per-kind (score, good) samples)."""
+    verdicts = load_verdicts(store, pairs)
+    judged = list(_judged(pairs, verdicts, item_rubrics(store, {p.item_id for p in pairs})))
     raw = scorer.raw_scores([(p.prompt, text, rb) for p, rb, _, _ in judged for text in (p.chosen, p.rejected)])
     samples: dict[str, list[tuple[float, bool]]] = {}
     for n, (_, rubric, a, b) in enumerate(judged):
@@ -142,9 +191,26 @@ def calibrate_and_evaluate(scorer: RewardScorer, store: Store, held: list[Select
                 v = vs.get(c.id) or vs.get(c.text)
                 if v is not None:
                     samples.setdefault(c.kind.value, []).append((side[c.id], v.good >= 0.5))
+    return judged, raw, samples
+
+
+def calibrate_and_evaluate(scorer: RewardScorer, store: Store, calibration: list[SelectedPair],
+                           test: list[SelectedPair], rows: CriterionRows) -> dict[str, Any]:
+    """Thresholds from the calibration pairs' judged candidates (set on ``scorer``); then, on the
+    test pairs only, pairwise accuracy (whole pairs, and criterion rows per kind) and safety P/R/F1
+    with those thresholds. The two splits are disjoint, so no figure is measured on the pairs that
+    chose its threshold. Without judged calibration pairs the thresholds stay at 0.0 (uncalibrated)
+    and the report says so."""
+    cal_judged, _, samples = threshold_samples(scorer, store, calibration) if calibration else ([], [], {})
     cal = calibrate(samples)
     scorer.meta.update(cal)
-    report: dict[str, Any] = {**cal, "held_out_pairs": len(held), "judged_pairs": len(judged)}
+    report: dict[str, Any] = {**cal, "calibration_pairs": len(calibration), "calibration_judged_pairs": len(cal_judged),
+                              "test_pairs": len(test)}
+    if not cal_judged:
+        report["notes"] = ["no judged calibration pairs: thresholds are the uncalibrated 0.0; raise "
+                           "calibration_fraction for calibrated S1/S2/S3"]
+    judged, raw, _ = threshold_samples(scorer, store, test) if test else ([], [], {})
+    report["test_judged_pairs"] = len(judged)
     records = []
     for n, (_, rubric, a, b) in enumerate(judged):
         sa, sb = rm_score(rubric, raw[2 * n], scorer.thresholds), rm_score(rubric, raw[2 * n + 1], scorer.thresholds)
@@ -160,15 +226,22 @@ def calibrate_and_evaluate(scorer: RewardScorer, store: Store, held: list[Select
         report.update(pair_accuracy=r.accuracy, pairs_evaluated=r.n, safety={
             "precision": r.safety.precision, "recall": r.safety.recall, "f1": r.safety.f1,
             "tp": r.safety.tp, "fp": r.safety.fp, "fn": r.safety.fn})
-    if rows.rows:
-        row_raw = scorer.raw_scores([(r["base_prompt"], resp, _single(r)) for r in rows.rows
-                                     for resp in (r["chosen"][0]["content"], r["rejected"][0]["content"])])
-        crit = [PairRecord("a", "a" if row_raw[2 * i]["c"] > row_raw[2 * i + 1]["c"] else "b", r["criterion_kind"])
-                for i, r in enumerate(rows.rows)]
-        cr = pairwise_report(crit)
-        per_kind = {k: {"accuracy": g.accuracy, "n": g.n} for k, g in cr.per_kind.items()}
-        report.update(criterion_accuracy=cr.accuracy, criterion_rows=cr.n, criterion_accuracy_per_kind=per_kind)
+    report.update(criterion_row_accuracy(scorer, rows))
     return report
+
+
+def criterion_row_accuracy(scorer: RewardScorer, rows: CriterionRows) -> dict[str, Any]:
+    """Share of (pair, criterion) rows whose better answer on the criterion scores higher, overall
+    and per kind (no threshold involved); empty when there are no rows."""
+    if not rows.rows:
+        return {}
+    row_raw = scorer.raw_scores([(r["base_prompt"], resp, _single(r)) for r in rows.rows
+                                 for resp in (r["chosen"][0]["content"], r["rejected"][0]["content"])])
+    crit = [PairRecord("a", "a" if row_raw[2 * i]["c"] > row_raw[2 * i + 1]["c"] else "b", r["criterion_kind"])
+            for i, r in enumerate(rows.rows)]
+    cr = pairwise_report(crit)
+    per_kind = {k: {"accuracy": g.accuracy, "n": g.n} for k, g in cr.per_kind.items()}
+    return {"criterion_accuracy": cr.accuracy, "criterion_rows": cr.n, "criterion_accuracy_per_kind": per_kind}
 
 
 def _single(row: dict[str, Any]) -> Rubric:
@@ -178,7 +251,6 @@ def _single(row: dict[str, Any]) -> Rubric:
     text, kind = row["criterion_text"], row["criterion_kind"]
     weight = 1.0 if kind == "proficiency" else None
     return Rubric(criteria=[RubricCriterion(id="c", text=text, kind=kind, weight=weight)])
-
 
 
 def build_rows(store: Store, pairs: list[SelectedPair], cfg: RMConfig) -> CriterionRows:

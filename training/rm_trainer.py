@@ -10,8 +10,10 @@ mean "goodness" (met, or not violated for a veto) of its judged criteria of that
 head with no judged criterion on a candidate is masked out of the loss. Criteria without a known
 dimension fall back to one head per kind (``kind:proficiency`` etc.).
 
-Both save a plain model (LoRA merged) with ``carealign_rm.json`` and calibrate and evaluate it on
-the held-out pairs through ``training.rm_scorer``.
+Both save a plain model (LoRA merged) with ``carealign_rm.json``; the pairs are split three ways
+(``training.data.split_pairs`` with a calibration side): the model trains on ``train``, its
+thresholds are chosen on ``calibration`` and its figures measured on ``test``
+(``training.rm_scorer.calibrate_and_evaluate``).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def train_criteria_rm(store: Store, model_path: str, out_dir: Path, data: DataCo
     from transformers import AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    split = split or load_split(store, data)
+    split = split or load_split(store, data, calibration=True)
     rows = build_rows(store, split.train, cfg)
     if not rows.rows:
         raise ValueError(f"no criterion rows: {rows.pairs_without_verdicts} training pairs have no judgments on "
@@ -57,16 +59,30 @@ def train_criteria_rm(store: Store, model_path: str, out_dir: Path, data: DataCo
     stats, model = train_and_save(trainer, out_dir, merge_lora=True)  # the scorer loads a plain model
     meta = {"variant": "criteria", "criterion_template": cfg.criterion_template, "max_length": cfg.max_length,
             "base_model": model_path}
-    scorer = RewardScorer(model, tok, {**meta, **calibrate({})})
-    held_rows = build_rows(store, split.eval, cfg)
-    evaluation = calibrate_and_evaluate(scorer, store, split.eval, held_rows)
-    if is_main_process():
-        (out_dir / RM_META).write_text(json.dumps(scorer.meta, indent=2) + "\n", encoding="utf-8")
+    evaluation = evaluate_and_save(RewardScorer(model, tok, {**meta, **calibrate({})}, cfg.score_batch_size),
+                                   store, split, cfg, out_dir)
     stats.update(rows=len(rows.rows), rows_within_max_length=kept_rows, ties=rows.ties,
                  pairs_without_verdicts=rows.pairs_without_verdicts, evaluation=evaluation)
-    return TrainResult("rm", out_dir, used_ids, split.eval_ids,
-                       {"selected_train_pairs": len(split.train), "train_pairs": len(used_ids),
-                        "eval_pairs": len(split.eval), "rows": len(rows.rows)}, stats, trainer.state.log_history)
+    return _result(split, used_ids, len(rows.rows), stats, trainer.state.log_history, out_dir)
+
+
+def evaluate_and_save(scorer: RewardScorer, store: Store, split: Split, cfg: RMConfig, out_dir: Path) -> dict[str, Any]:
+    """Thresholds from the calibration split, figures from the test split; ``carealign_rm.json``
+    (thresholds, variant, template or heads, split sizes) next to the model."""
+    test_rows = build_rows(store, split.eval, cfg)
+    evaluation = calibrate_and_evaluate(scorer, store, split.calibration, split.eval, test_rows)
+    scorer.meta["split_sizes"] = split.sizes()
+    if is_main_process():
+        (out_dir / RM_META).write_text(json.dumps(scorer.meta, indent=2) + "\n", encoding="utf-8")
+    return evaluation
+
+
+def _result(split: Split, used: list[int], rows: int, stats: dict[str, Any], log_history: list[dict[str, Any]],
+            out_dir: Path) -> TrainResult:
+    return TrainResult("rm", out_dir, used, split.eval_ids,
+                       {"selected_train_pairs": len(split.train), "train_pairs": len(used),
+                        "calibration_pairs": len(split.calibration), "eval_pairs": len(split.eval), "rows": rows},
+                       stats, log_history, calibration_pair_ids=split.calibration_ids)
 
 
 # -- multihead ----------------------------------------------------------------------------------
@@ -125,7 +141,7 @@ def _masked_mse_trainer():
 def train_multihead_rm(store: Store, model_path: str, out_dir: Path, data: DataConfig, cfg: RMConfig) -> TrainResult:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
 
-    split = load_split(store, data)
+    split = load_split(store, data, calibration=True)
     rows = candidate_rows(store, split.train, HEADS)
     if not rows:
         raise ValueError("no judged candidates among the training pairs: the multihead RM needs judgments")
@@ -147,12 +163,8 @@ def train_multihead_rm(store: Store, model_path: str, out_dir: Path, data: DataC
     stats, trained = train_and_save(trainer, out_dir, merge_lora=True)
     meta = {"variant": "multihead", "heads": HEADS, "max_length": cfg.max_length, "base_model": model_path,
             "criterion_template": cfg.criterion_template}
-    scorer = RewardScorer(trained, tok, {**meta, **calibrate({})})
-    evaluation = calibrate_and_evaluate(scorer, store, split.eval, build_rows(store, split.eval, cfg))
-    if is_main_process():
-        (out_dir / RM_META).write_text(json.dumps(scorer.meta, indent=2) + "\n", encoding="utf-8")
+    evaluation = evaluate_and_save(RewardScorer(trained, tok, {**meta, **calibrate({})}, cfg.score_batch_size),
+                                   store, split, cfg, out_dir)
     stats.update(candidates=len(rows), evaluation=evaluation)
     used = sorted({r["pair_id"] for r in rows})
-    return TrainResult("rm", out_dir, used, split.eval_ids,
-                       {"selected_train_pairs": len(split.train), "train_pairs": len(used),
-                        "eval_pairs": len(split.eval), "rows": len(rows)}, stats, trainer.state.log_history)
+    return _result(split, used, len(rows), stats, trainer.state.log_history, out_dir)
