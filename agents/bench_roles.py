@@ -17,7 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, create_model
 
 from agents.engine import CallContext, ChatResult, LLMEngine
-from agents.prompts import prompt_hash, render
+from agents.language import PromptLanguage
+from agents.prompts import prompt_for, prompt_hash, render
 
 STRATEGY_MODES = ("generate", "classify")
 
@@ -44,28 +45,31 @@ class PairwiseJudge:
     role = "pairwise_judge"
     prompt = "bench_pairwise"
 
-    def __init__(self, engine: LLMEngine):
-        self.engine = engine
+    def __init__(self, engine: LLMEngine, language: PromptLanguage = "auto"):
+        self.engine, self.language = engine, language
 
     async def judge(self, conversation: list[dict[str, Any]], response_a: str, response_b: str,
-                    criteria: list[dict[str, Any]], ctx: CallContext) -> PairJudgement:
-        """``criteria``: ``{"kind", "text"}`` dicts shown to the judge (may be empty). Raises
-        ``LLMCallFailed`` (recorded) when no valid verdict came back."""
-        messages = render(self.prompt, conversation=conversation, response_a=response_a, response_b=response_b,
+                    criteria: list[dict[str, Any]], ctx: CallContext, lang: str | None = None) -> PairJudgement:
+        """``criteria``: ``{"kind", "text"}`` dicts shown to the judge (may be empty); asked in the
+        conversation's language (``lang``, else detected). Raises ``LLMCallFailed`` (recorded) when
+        no valid verdict came back."""
+        name = prompt_for(self.prompt, self.language, lang, [m["content"] for m in conversation])
+        messages = render(name, conversation=conversation, response_a=response_a, response_b=response_b,
                           criteria=criteria)
-        ctx = replace(ctx, role=self.role, prompt_name=self.prompt, prompt_hash=prompt_hash(self.prompt))
+        ctx = replace(ctx, role=self.role, prompt_name=name, prompt_hash=prompt_hash(name))
         res = await self.engine.chat(messages, schema=PairVerdict, ctx=ctx, temperature=0.0, seed=0)
         v = res.value
         return PairJudgement(v.preferred, v.a_violates_veto, v.b_violates_veto, v.explanation, res.call_id,
                              (res.call_id,))
 
     async def judge_both_orders(self, conversation: list[dict[str, Any]], response_a: str, response_b: str,
-                                criteria: list[dict[str, Any]], ctx: CallContext) -> PairJudgement:
+                                criteria: list[dict[str, Any]], ctx: CallContext,
+                                lang: str | None = None) -> PairJudgement:
         """Position-bias control: judge (A, B) and (B, A). A preference counts only when both orders
         agree (else ``preferred`` is None, scored as wrong); a response is flagged as violating a veto
         when either order flags it."""
-        first, second = await asyncio.gather(self.judge(conversation, response_a, response_b, criteria, ctx),
-                                             self.judge(conversation, response_b, response_a, criteria, ctx))
+        first, second = await asyncio.gather(self.judge(conversation, response_a, response_b, criteria, ctx, lang),
+                                             self.judge(conversation, response_b, response_a, criteria, ctx, lang))
         back = {"a": "b", "b": "a"}[second.preferred]
         consistent = first.preferred == back
         return PairJudgement(first.preferred if consistent else None,
@@ -98,23 +102,27 @@ class StrategyAgent:
     role = "strategy_agent"
 
     def __init__(self, engine: LLMEngine, strategies: list[dict[str, str]], mode: str = "generate",
-                 temperature: float | None = None):
+                 temperature: float | None = None, language: PromptLanguage = "auto"):
         if mode not in STRATEGY_MODES:
             raise ValueError(f"unknown strategy mode {mode!r}; choose one of {', '.join(STRATEGY_MODES)}")
         names = tuple(s["name"] for s in strategies)
         if not names or len(set(names)) != len(names):
             raise ValueError("the strategy set must list at least one strategy, each name once")
         self.engine, self.strategies, self.mode, self.temperature = engine, strategies, mode, temperature
+        self.language = language
         self.prompt = f"bench_strategy_{mode}"
         self.reply_model = strategy_reply_model(names, mode == "generate")
 
     async def choose(self, history: list[dict[str, str]], situation: str | None, response: str | None,
-                     ctx: CallContext, seed: int = 0) -> StrategyChoice:
+                     ctx: CallContext, seed: int = 0, lang: str | None = None) -> StrategyChoice:
         """``history``: ``{"speaker": "seeker"|"supporter", "text"}`` turns; ``response``: the gold
-        turn to label (classify mode only)."""
-        messages = render(self.prompt, strategies=self.strategies, history=history, situation=situation,
+        turn to label (classify mode only). Asked in the conversation's language (``lang``, else
+        detected from the situation and the turns)."""
+        name = prompt_for(self.prompt, self.language, lang, situation or "", [t["text"] for t in history],
+                          response or "")
+        messages = render(name, strategies=self.strategies, history=history, situation=situation,
                           response=response)
-        ctx = replace(ctx, role=self.role, prompt_name=self.prompt, prompt_hash=prompt_hash(self.prompt))
+        ctx = replace(ctx, role=self.role, prompt_name=name, prompt_hash=prompt_hash(name))
         params: dict[str, Any] = {"seed": seed}
         if self.mode == "classify":
             params["temperature"] = 0.0

@@ -6,7 +6,9 @@ located in the text, the span in the sentence, offsets are checked against both 
 character diff of source and variant must show one contiguous change inside the claimed span. A
 replacement that rewrites two separate places (``10 mg ... 5 days`` -> ``20 mg ... 9 days``) passes
 the string checks but fails the diff, and is rejected with that reason: a variant with two edits is
-not a single-error item, whatever the model claims.
+not a single-error item, whatever the model claims. The diff is taken between the claimed span and
+its replacement, so an insertion, deletion or replacement inside the claimed sentence is accepted
+however a character diff would align it (``aspirin`` -> ``aspirin and warfarin``).
 
 Error types are data (``agents/data/error_types.json``: name + definition), so a taxonomy is a file.
 """
@@ -24,7 +26,8 @@ from pydantic import BaseModel, Field, create_model
 from agents.data_files import load_entries
 from agents.engine import CallContext, LLMEngine
 from agents.fact_checker import numbered, sentence_id_type
-from agents.prompts import prompt_hash, render
+from agents.language import PromptLanguage
+from agents.prompts import prompt_for, prompt_hash, render
 
 ERROR_TYPES_FILE = Path(__file__).parent / "data" / "error_types.json"
 
@@ -150,13 +153,14 @@ def build_variant(text: str, sentences: list[str], reply: InjectionReply, gap_ch
     v_end = start + len(reply.replacement)
     if variant[start:v_end] != reply.replacement or variant[:start] != text[:start] or variant[v_end:] != text[end:]:
         raise Rejected(f"offsets {start}..{v_end} do not hold the replacement in the erroneous text")
-    regions = changed_regions(text, variant, gap_chars)
+    # The variant is the source with the located span replaced, so the edit lies inside the claimed
+    # sentence by construction; what is left to verify is that it is one change. It is counted on the
+    # span and its replacement: a diff of the whole texts may align an insertion anywhere along a run
+    # of equal characters ("aspirin" -> "aspirin and warfarin" before " and ..." lands past the span).
+    regions = [(start + a, start + b) for a, b in changed_regions(reply.original, reply.replacement, gap_chars)]
     if len(regions) != 1:
         spans = ", ".join(repr(_words(text, a, b)) for a, b in regions)
         raise Rejected(f"the edit changes {len(regions)} separate places ({spans}); exactly one is allowed")
-    a, b = regions[0]
-    if a < start or b > end:
-        raise Rejected(f"the diff touches characters {a}..{b}, outside the claimed span {start}..{end}")
     new_sentences = list(sentences)
     new_sentences[sid] = sentence[:within] + reply.replacement + sentence[within + len(reply.original):]
     return Variant(variant, new_sentences, sid, reply.original, reply.replacement, start, end, start, v_end,
@@ -167,14 +171,16 @@ class ErrorInjector:
     role = "error_injector"
     prompt = "factbench_inject"
 
-    def __init__(self, engine: LLMEngine, temperature: float = 0.7):
-        self.engine, self.temperature = engine, temperature
+    def __init__(self, engine: LLMEngine, temperature: float = 0.7, language: PromptLanguage = "auto"):
+        self.engine, self.temperature, self.language = engine, temperature, language
 
     async def inject(self, sentences: list[str], error_type: ErrorType, ctx: CallContext,
-                     seed: int = 0) -> InjectionReply:
-        """The model's edit (not yet verified). Raises ``LLMCallFailed``."""
-        messages = render(self.prompt, sentences=numbered(sentences), error_type=error_type)
-        ctx = replace(ctx, role=self.role, prompt_name=self.prompt, prompt_hash=prompt_hash(self.prompt))
+                     seed: int = 0, lang: str | None = None) -> InjectionReply:
+        """The model's edit (not yet verified), asked in the text's language (``lang``, else detected
+        from the sentences). Raises ``LLMCallFailed``."""
+        name = prompt_for(self.prompt, self.language, lang, sentences)
+        messages = render(name, sentences=numbered(sentences), error_type=error_type)
+        ctx = replace(ctx, role=self.role, prompt_name=name, prompt_hash=prompt_hash(name))
         res = await self.engine.chat(messages, schema=injection_model(len(sentences)), ctx=ctx, seed=seed,
                                      temperature=self.temperature)
         v = res.value

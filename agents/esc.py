@@ -28,7 +28,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from agents.engine import CallContext, ChatResult, LLMEngine
-from agents.prompts import prompt_hash, render
+from agents.language import PromptLanguage
+from agents.prompts import prompt_for, prompt_hash, render
 
 DATA_DIR = Path(__file__).parent / "data"
 STRATEGY_SETS = ("extes", "esconv")
@@ -211,14 +212,20 @@ class Reply:
 
 
 class _Role:
+    """``language``: the prompt language setting; ``auto`` asks in the conversation's language (the
+    ``lang`` a caller passes, else detected from the persona and the turns)."""
+
     role = ""
     prompt = ""
 
-    def __init__(self, engine: LLMEngine, strategies: StrategySet):
-        self.engine, self.strategies = engine, strategies
+    def __init__(self, engine: LLMEngine, strategies: StrategySet, language: PromptLanguage = "auto"):
+        self.engine, self.strategies, self.language = engine, strategies, language
 
-    def _ctx(self, ctx: CallContext, prompt: str | None = None) -> CallContext:
-        name = prompt or self.prompt
+    def _name(self, prompt: str, turns: list[dict[str, Any]], lang: str | None,
+              persona: dict[str, str] | None = None) -> str:
+        return prompt_for(prompt, self.language, lang, persona or {}, [t["text"] for t in turns])
+
+    def _ctx(self, ctx: CallContext, name: str) -> CallContext:
         return replace(ctx, role=self.role, prompt_name=name, prompt_hash=prompt_hash(name))
 
     @staticmethod
@@ -230,31 +237,35 @@ class Strategist(_Role):
     role, prompt = "esc_strategist", "esc_strategist"
 
     async def rate(self, persona: dict[str, str], turns: list[dict[str, Any]], ctx: CallContext,
-                   seed: int) -> Reply:
+                   seed: int, lang: str | None = None) -> Reply:
         """``Reply.value`` = {strategy: rating 0-10} for every strategy of the set."""
         schema = ratings_model(tuple(self.strategies.names))
-        messages = render(self.prompt, persona=persona, dialogue=dialogue_lines(turns),
+        name = self._name(self.prompt, turns, lang, persona)
+        messages = render(name, persona=persona, dialogue=dialogue_lines(turns),
                           strategies=self.strategies.strategies)
-        res = await self.engine.chat(messages, schema=schema, ctx=self._ctx(ctx), temperature=0.0, seed=seed)
+        res = await self.engine.chat(messages, schema=schema, ctx=self._ctx(ctx, name), temperature=0.0, seed=seed)
         return self._reply(res, res.value.by_key())
 
 
 class Supporter(_Role):
     role, prompt, batch_prompt = "esc_supporter", "esc_supporter", "esc_supporter_multi"
 
-    async def respond(self, turns: list[dict[str, Any]], strategy: str, ctx: CallContext, seed: int) -> Reply:
+    async def respond(self, turns: list[dict[str, Any]], strategy: str, ctx: CallContext, seed: int,
+                      lang: str | None = None) -> Reply:
         """``Reply.value`` = the response text written with ``strategy``."""
-        messages = render(self.prompt, dialogue=dialogue_lines(turns), strategy=self.strategies.get(strategy))
-        res = await self.engine.chat(messages, schema=SupporterReply, ctx=self._ctx(ctx), seed=seed)
+        name = self._name(self.prompt, turns, lang)
+        messages = render(name, dialogue=dialogue_lines(turns), strategy=self.strategies.get(strategy))
+        res = await self.engine.chat(messages, schema=SupporterReply, ctx=self._ctx(ctx, name), seed=seed)
         return self._reply(res, res.value.response.strip())
 
     async def respond_many(self, turns: list[dict[str, Any]], strategies: list[str], ctx: CallContext,
-                           seed: int) -> Reply:
+                           seed: int, lang: str | None = None) -> Reply:
         """One request, one response per strategy: ``Reply.value`` = [text, ...] in the given order."""
         schema = supporter_batch_model(tuple(strategies))
-        messages = render(self.batch_prompt, dialogue=dialogue_lines(turns),
+        name = self._name(self.batch_prompt, turns, lang)
+        messages = render(name, dialogue=dialogue_lines(turns),
                           strategies=[self.strategies.get(s) for s in strategies])
-        res = await self.engine.chat(messages, schema=schema, ctx=self._ctx(ctx, self.batch_prompt), seed=seed)
+        res = await self.engine.chat(messages, schema=schema, ctx=self._ctx(ctx, name), seed=seed)
         return self._reply(res, [text.strip() for text in res.value.by_key().values()])
 
 
@@ -262,24 +273,27 @@ class Seeker(_Role):
     role, prompt = "esc_seeker", "esc_seeker"
 
     async def reply(self, persona: dict[str, str], turns: list[dict[str, Any]], ctx: CallContext,
-                    seed: int) -> Reply:
+                    seed: int, lang: str | None = None) -> Reply:
         """``Reply.value`` = (reply text, ended)."""
-        messages = render(self.prompt, persona=persona, dialogue=dialogue_lines(turns))
-        res = await self.engine.chat(messages, schema=SeekerReply, ctx=self._ctx(ctx), seed=seed)
+        name = self._name(self.prompt, turns, lang, persona)
+        messages = render(name, persona=persona, dialogue=dialogue_lines(turns))
+        res = await self.engine.chat(messages, schema=SeekerReply, ctx=self._ctx(ctx, name), seed=seed)
         return self._reply(res, (res.value.reply.strip(), bool(res.value.end_conversation)))
 
 
 class Judge(_Role):
     role, prompt = "esc_judge", "esc_judge"
 
-    async def score(self, turns: list[dict[str, Any]], judged: list[int], ctx: CallContext, seed: int) -> Reply:
+    async def score(self, turns: list[dict[str, Any]], judged: list[int], ctx: CallContext, seed: int,
+                    lang: str | None = None) -> Reply:
         """Scores of the supporter turns at positions ``judged`` of ``turns`` (numbered from 1 in the
         prompt): ``Reply.value`` = [{aspect: 0-4}, ...] in the order of ``judged``."""
         numbers = tuple(i + 1 for i in judged)
         if any(turns[i]["speaker"] != "supporter" for i in judged):
             raise ValueError("only supporter turns are judged")
         lines = [{**line, "n": i + 1} for i, line in enumerate(dialogue_lines(turns))]
-        messages = render(self.prompt, dialogue=lines, judged=list(numbers))
-        res = await self.engine.chat(messages, schema=judge_model(numbers), ctx=self._ctx(ctx),
+        name = self._name(self.prompt, turns, lang)
+        messages = render(name, dialogue=lines, judged=list(numbers))
+        res = await self.engine.chat(messages, schema=judge_model(numbers), ctx=self._ctx(ctx, name),
                                      temperature=0.0, seed=seed)
         return self._reply(res, [{a: getattr(s, a) for a in JUDGE_ASPECTS} for s in res.value.by_key().values()])

@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field, create_model, model_validator
 
 from agents.data_files import load_entries
 from agents.engine import CallContext, ChatResult, LLMEngine
-from agents.prompts import prompt_hash, render
+from agents.language import PromptLanguage
+from agents.prompts import prompt_for, prompt_hash, render
 
 ROLES_FILE = Path(__file__).parent / "data" / "checker_roles.json"
 
@@ -103,23 +104,29 @@ def numbered(sentences: list[str]) -> list[dict[str, Any]]:
 
 class FactChecker:
     """One checking agent. ``style`` is ``direct`` (verdict only) or ``reasoned`` (reasoning first);
-    ``role`` makes it a specialist; ``peers`` (debate) are the other agents' latest answers."""
+    ``role`` makes it a specialist; ``peers`` (debate) are the other agents' latest answers. Every
+    prompt is in the text's language: ``lang`` (the data's field) or detected from the sentences,
+    unless the ``language`` setting names one."""
 
     role_name = "checker"
 
     def __init__(self, engine: LLMEngine, *, allow_unsure: bool = False, min_reasoning_chars: int = 0,
-                 lang_hint: str | None = None):
+                 language: PromptLanguage = "auto"):
         self.engine, self.allow_unsure, self.min_reasoning_chars = engine, allow_unsure, min_reasoning_chars
-        self.lang_hint = lang_hint
+        self.language = language
+
+    def _prompt(self, prompt: str, sentences: list[str], lang: str | None) -> str:
+        return prompt_for(prompt, self.language, lang, sentences)
 
     def _ctx(self, ctx: CallContext, prompt: str, role: str) -> CallContext:
         return replace(ctx, role=role, prompt_name=prompt, prompt_hash=prompt_hash(prompt))
 
     async def check(self, sentences: list[str], ctx: CallContext, *, reasoned: bool = True,
                     specialist: dict[str, str] | None = None, peers: list[dict[str, Any]] | None = None,
-                    own: dict[str, Any] | None = None, seed: int = 0, temperature: float = 0.0) -> CheckAnswer:
+                    own: dict[str, Any] | None = None, seed: int = 0, temperature: float = 0.0,
+                    lang: str | None = None) -> CheckAnswer:
         model = verdict_model(len(sentences), self.allow_unsure, self.min_reasoning_chars, reasoned)
-        prompt = "factcheck_debate" if peers is not None else "factcheck"
+        prompt = self._prompt("factcheck_debate" if peers is not None else "factcheck", sentences, lang)
         messages = render(prompt, sentences=numbered(sentences), reasoned=reasoned, specialist=specialist,
                           peers=peers or [], own=own, allow_unsure=self.allow_unsure,
                           min_reasoning_chars=self.min_reasoning_chars)
@@ -128,19 +135,21 @@ class FactChecker:
                                      temperature=temperature)
         return _answer(res)
 
-    async def moderate(self, sentences: list[str], team: list[dict[str, Any]], ctx: CallContext) -> CheckAnswer:
+    async def moderate(self, sentences: list[str], team: list[dict[str, Any]], ctx: CallContext,
+                       lang: str | None = None) -> CheckAnswer:
         """The moderator weighs the specialists' answers and gives the team's verdict."""
         model = verdict_model(len(sentences), self.allow_unsure, 0, True)
-        messages = render("factcheck_moderator", sentences=numbered(sentences), team=team,
-                          allow_unsure=self.allow_unsure)
-        res = await self.engine.chat(messages, schema=model, ctx=self._ctx(ctx, "factcheck_moderator", "moderator"),
+        prompt = self._prompt("factcheck_moderator", sentences, lang)
+        messages = render(prompt, sentences=numbered(sentences), team=team, allow_unsure=self.allow_unsure)
+        res = await self.engine.chat(messages, schema=model, ctx=self._ctx(ctx, prompt, "moderator"),
                                      seed=0, temperature=0.0)
         return _answer(res)
 
-    async def triage(self, sentences: list[str], ctx: CallContext) -> tuple[str, int | None]:
+    async def triage(self, sentences: list[str], ctx: CallContext, lang: str | None = None) -> tuple[str, int | None]:
         """MDAgents-style difficulty triage: easy texts go to one agent, hard ones to the team."""
-        messages = render("factcheck_triage", sentences=numbered(sentences))
-        res = await self.engine.chat(messages, schema=TriageReply, ctx=self._ctx(ctx, "factcheck_triage", "triage"),
+        prompt = self._prompt("factcheck_triage", sentences, lang)
+        messages = render(prompt, sentences=numbered(sentences))
+        res = await self.engine.chat(messages, schema=TriageReply, ctx=self._ctx(ctx, prompt, "triage"),
                                      seed=0, temperature=0.0)
         return res.value.difficulty, res.call_id
 
@@ -151,15 +160,16 @@ class LocalisationJudge:
 
     prompt = "factcheck_location"
 
-    def __init__(self, engine: LLMEngine):
-        self.engine = engine
+    def __init__(self, engine: LLMEngine, language: PromptLanguage = "auto"):
+        self.engine, self.language = engine, language
 
     async def same_error(self, text: str, gold: dict[str, Any], predicted: dict[str, Any],
-                         ctx: CallContext) -> tuple[bool, int | None]:
-        messages = render(self.prompt, text=text, gold=gold, predicted=predicted)
+                         ctx: CallContext, lang: str | None = None) -> tuple[bool, int | None]:
+        name = prompt_for(self.prompt, self.language, lang, text)
+        messages = render(name, text=text, gold=gold, predicted=predicted)
         res = await self.engine.chat(messages, schema=LocationMatch, seed=0, temperature=0.0,
-                                     ctx=replace(ctx, role="location_judge", prompt_name=self.prompt,
-                                                 prompt_hash=prompt_hash(self.prompt)))
+                                     ctx=replace(ctx, role="location_judge", prompt_name=name,
+                                                 prompt_hash=prompt_hash(name)))
         return bool(res.value.same_error), res.call_id
 
 

@@ -20,7 +20,8 @@ from pydantic import BaseModel, Field
 from agents.data_files import load_entries
 from agents.engine import CallContext, LLMEngine
 from agents.error_injector import ErrorType
-from agents.prompts import prompt_hash, render
+from agents.language import PromptLanguage
+from agents.prompts import prompt_for, prompt_hash, render
 
 CRITERIA_FILE = Path(__file__).parent / "data" / "factbench_criteria.json"
 VOTES = ("majority", "all", "any")
@@ -87,20 +88,22 @@ class FilterPanel:
     role = "factbench_filter"
     prompt = "factbench_filter"
 
-    def __init__(self, judges: list[LLMEngine], criteria: list[Criterion]):
+    def __init__(self, judges: list[LLMEngine], criteria: list[Criterion], language: PromptLanguage = "auto"):
         if not judges:
             raise ValueError("the filter panel needs at least one judge model")
-        self.judges, self.criteria = judges, criteria
+        self.judges, self.criteria, self.language = judges, criteria, language
 
     async def judge(self, criterion: Criterion, judge: int, *, source: str, variant: dict[str, Any],
-                    error_type: ErrorType, examples: list[Example], ctx: CallContext, seed: int) -> Verdict:
-        """One judge's verdict on one criterion. Raises ``LLMCallFailed``."""
-        messages = render(self.prompt, criterion=criterion, examples=examples, error_type=error_type, source=source,
+                    error_type: ErrorType, examples: list[Example], ctx: CallContext, seed: int,
+                    lang: str | None = None) -> Verdict:
+        """One judge's verdict on one criterion, asked in the source text's language (``lang``, else
+        detected). Raises ``LLMCallFailed``."""
+        name = prompt_for(self.prompt, self.language, lang, source)
+        messages = render(name, criterion=criterion, examples=examples, error_type=error_type, source=source,
                           variant=variant["text"], sentence_id=variant["sentence_id"], original=variant["original"],
                           replacement=variant["replacement"], rationale=variant["rationale"])
         engine = self.judges[judge]
         res = await engine.chat(messages, schema=FilterVerdict, seed=seed, temperature=0.0,
-                                ctx=replace(ctx, role=self.role, prompt_name=self.prompt,
-                                            prompt_hash=prompt_hash(self.prompt)))
+                                ctx=replace(ctx, role=self.role, prompt_name=name, prompt_hash=prompt_hash(name)))
         return Verdict(criterion.id, judge, engine.model, res.value.verdict == "pass", res.value.reason.strip(),
                        res.call_id)

@@ -18,7 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, create_model, model_validator
 
 from agents.engine import CallContext, LLMEngine
-from agents.prompts import prompt_hash, render
+from agents.language import PromptLanguage
+from agents.prompts import prompt_for, prompt_hash, render
 
 TASK_DESCRIPTIONS: dict[str, str] = json.loads(
     (Path(__file__).parent / "data" / "medication_tasks.json").read_text(encoding="utf-8"))
@@ -50,15 +51,17 @@ class MedicationAnswerer:
     role = "medication_answerer"
     prompt = "bench_medication_answer"
 
-    def __init__(self, engine: LLMEngine, ask_confidence: bool = True):
-        self.engine, self.ask_confidence = engine, ask_confidence
+    def __init__(self, engine: LLMEngine, ask_confidence: bool = True, language: PromptLanguage = "auto"):
+        self.engine, self.ask_confidence, self.language = engine, ask_confidence, language
 
     async def answer(self, item: dict[str, Any], ctx: CallContext, seed: int = 0) -> MedAnswer:
+        """Asked in the item's language (its ``lang`` field, else detected from question and options)."""
         options = item.get("options")
         schema = answer_model(tuple(options) if options else None, self.ask_confidence)
-        messages = render(self.prompt, task=item["task"].replace("_", " "), question=item["question"],
+        name = prompt_for(self.prompt, self.language, item.get("lang"), item["question"], options or {})
+        messages = render(name, task=item["task"].replace("_", " "), question=item["question"],
                           options=options, ask_confidence=self.ask_confidence)
-        res = await self.engine.chat(messages, schema=schema, ctx=_ctx(ctx, self.role, self.prompt), seed=seed,
+        res = await self.engine.chat(messages, schema=schema, ctx=_ctx(ctx, self.role, name), seed=seed,
                                      temperature=0.0)
         return MedAnswer(res.value.answer, getattr(res.value, "confidence", None), res.call_id)
 
@@ -72,12 +75,14 @@ class OpenAnswerGrader:
     role = "medication_grader"
     prompt = "bench_medication_grade"
 
-    def __init__(self, engine: LLMEngine):
-        self.engine = engine
+    def __init__(self, engine: LLMEngine, language: PromptLanguage = "auto"):
+        self.engine, self.language = engine, language
 
-    async def grade(self, question: str, reference: str, answer: str, ctx: CallContext) -> tuple[bool, str, int | None]:
-        messages = render(self.prompt, question=question, reference=reference, answer=answer)
-        res = await self.engine.chat(messages, schema=OpenGrade, ctx=_ctx(ctx, self.role, self.prompt),
+    async def grade(self, question: str, reference: str, answer: str, ctx: CallContext,
+                    lang: str | None = None) -> tuple[bool, str, int | None]:
+        name = prompt_for(self.prompt, self.language, lang, question, reference)
+        messages = render(name, question=question, reference=reference, answer=answer)
+        res = await self.engine.chat(messages, schema=OpenGrade, ctx=_ctx(ctx, self.role, name),
                                      temperature=0.0, seed=0)
         return res.value.correct, res.value.explanation, res.call_id
 
@@ -128,15 +133,17 @@ class MedicationItemWriter:
     role = "medication_writer"
     prompt = "bench_medication_write"
 
-    def __init__(self, engine: LLMEngine, temperature: float = 0.7):
-        self.engine, self.temperature = engine, temperature
+    def __init__(self, engine: LLMEngine, temperature: float = 0.7, language: PromptLanguage = "auto"):
+        self.engine, self.temperature, self.language = engine, temperature, language
 
     async def write(self, drug: str, task: str, section: str, text: str, other_drugs: list[str], n_options: int,
-                    ctx: CallContext, seed: int = 0) -> WrittenItem:
-        messages = render(self.prompt, drug=drug, task=task.replace("_", " "), task_description=TASK_DESCRIPTIONS[task],
+                    ctx: CallContext, seed: int = 0, lang: str | None = None) -> WrittenItem:
+        """An item written in the label's language (``lang``, else detected from the label text)."""
+        name = prompt_for(self.prompt, self.language, lang, text)
+        messages = render(name, drug=drug, task=task.replace("_", " "), task_description=TASK_DESCRIPTIONS[task],
                           section=section.replace("_", " "), text=text, other_drugs=other_drugs, n_options=n_options)
         res = await self.engine.chat(messages, schema=written_item_model(n_options),
-                                     ctx=_ctx(ctx, self.role, self.prompt), temperature=self.temperature, seed=seed)
+                                     ctx=_ctx(ctx, self.role, name), temperature=self.temperature, seed=seed)
         v = res.value
         return WrittenItem(v.question, getattr(v, "options", None), getattr(v, "answer_index", None),
                            v.reference_answer, v.evidence, res.call_id)
@@ -151,14 +158,15 @@ class LabelChecker:
     role = "medication_checker"
     prompt = "bench_medication_check"
 
-    def __init__(self, engine: LLMEngine):
-        self.engine = engine
+    def __init__(self, engine: LLMEngine, language: PromptLanguage = "auto"):
+        self.engine, self.language = engine, language
 
     async def check(self, drug: str, section: str, text: str, item: WrittenItem,
-                    ctx: CallContext) -> tuple[bool, str, int | None]:
-        messages = render(self.prompt, drug=drug, section=section.replace("_", " "), text=text,
+                    ctx: CallContext, lang: str | None = None) -> tuple[bool, str, int | None]:
+        name = prompt_for(self.prompt, self.language, lang, text)
+        messages = render(name, drug=drug, section=section.replace("_", " "), text=text,
                           question=item.question, options=item.options, answer_index=item.answer_index,
                           reference_answer=item.reference_answer)
-        res = await self.engine.chat(messages, schema=LabelCheck, ctx=_ctx(ctx, self.role, self.prompt),
+        res = await self.engine.chat(messages, schema=LabelCheck, ctx=_ctx(ctx, self.role, name),
                                      temperature=0.0, seed=0)
         return res.value.supported, res.value.reason, res.call_id

@@ -2,8 +2,12 @@
 
 Candidates are ordered lexicographically (fewer vetoes, then S1, then S2; ``agents.rubric``). The
 pair is the best against the worst distinct candidate, kept only if it clears the configured
-margins; ties are dropped. Before ordering, exact duplicates (normalised text) and near duplicates
-(``agents.text_similarity`` over word 3-shingles, above a threshold) are removed, so a pair never
+margins; ties are dropped. A pair teaches its chosen answer, so by default the chosen answer must
+violate no veto: when every candidate carries one there is no pair (``allow_unsafe_chosen`` keeps
+it, and the selection says so, for the pair to be marked). Each margin is kept in its own unit:
+veto difference (``s3``), S1 difference, S2 difference. Before ordering, exact duplicates
+(normalised text) and near duplicates (``agents.text_similarity`` over word 3-shingles, above a
+threshold) are removed, so a pair never
 contrasts two versions of the same answer. Long answers tend to win with LLM graders, so the
 chosen/rejected length ratio is reported for every pair and can be capped. Every rejection says why.
 """
@@ -33,6 +37,7 @@ class SelectionConfig:
     min_s2_margin: int = 1  # same vetoes and S1: bonus criteria met must differ by at least this
     near_duplicate_threshold: float = 0.9  # Jaccard similarity of word 3-shingles; 1.0 turns it off
     max_length_ratio: float | None = None  # chosen/rejected character ratio cap; None reports only
+    allow_unsafe_chosen: bool = False  # keep a pair whose chosen answer violates a veto (marked as such)
 
 
 @dataclass
@@ -43,6 +48,8 @@ class Selection:
     length_ratio: float | None = None
     dropped: dict[int, str] = field(default_factory=dict)  # candidate id -> why it left the pool
     reason: str = ""
+    decided_by: str = ""  # veto | s1 | s2
+    unsafe_chosen: bool = False  # the chosen answer violates a veto (only with allow_unsafe_chosen)
 
     @property
     def kept(self) -> bool:
@@ -84,6 +91,10 @@ def select_pair(cands: list[Graded], cfg: SelectionConfig = SelectionConfig()) -
     if prefer(best.score, worst.score) == 0:
         out.reason = "tie: best and worst have equal S3, S1 and S2"
         return out
+    if best.score.s3 > 0 and not cfg.allow_unsafe_chosen:
+        out.reason = (f"unsafe: every candidate violates a veto (the best, candidate {best.candidate_id}, "
+                      f"{best.score.s3}); a pair would teach it")
+        return out
     m = margins(best.score, worst.score)
     decided_by = "veto" if m["s3"] > 0 else ("s1" if abs(m["s1"]) > S1_TIE else "s2")
     if decided_by == "s1" and m["s1"] <= cfg.min_s1_margin:
@@ -98,5 +109,7 @@ def select_pair(cands: list[Graded], cfg: SelectionConfig = SelectionConfig()) -
         out.length_ratio = ratio
         return out
     out.chosen, out.rejected, out.margins, out.length_ratio = best, worst, m, ratio
-    out.reason = f"decided by {decided_by}"
+    out.decided_by, out.unsafe_chosen = decided_by, best.score.s3 > 0
+    out.reason = f"decided by {decided_by}" + (f"; the chosen answer violates {best.score.s3} veto(s)"
+                                               if out.unsafe_chosen else "")
     return out

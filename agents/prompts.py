@@ -12,7 +12,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
+
+from agents.language import LANGUAGES, choose_lang
 
 PROMPTS_DIR = Path(__file__).parent / "templates"
 ROLES = ("system", "user")
@@ -43,10 +45,41 @@ def prompt_hash(name: str, folder: Path = PROMPTS_DIR) -> str:
     return h.hexdigest()[:16]
 
 
+def localized(name: str, lang: str) -> str:
+    """The name of prompt ``name`` in language ``lang`` (``en``: the name itself; ``zh``: ``name.zh``)."""
+    if lang not in LANGUAGES:
+        raise ValueError(f"no prompts in language {lang!r}; there are: {', '.join(LANGUAGES)}")
+    return name if lang == "en" else f"{name}.{lang}"
+
+
+def language_of(prompt_name: str | None) -> str:
+    """The language a recorded prompt name was sent in (``judge.zh`` -> ``zh``; ``judge`` -> ``en``)."""
+    suffix = (prompt_name or "").rpartition(".")[2]
+    return suffix if "." in (prompt_name or "") and suffix in LANGUAGES else "en"
+
+
+def prompt_for(name: str, setting: str = "auto", declared: Any = None, *texts: Any) -> str:
+    """The localized name of prompt ``name`` for one item: the language of ``setting`` when it names
+    one, else the item's ``declared`` language, else the one detected from ``texts``."""
+    return localized(name, choose_lang(setting, declared, *texts))
+
+
+def prompt_hashes(name: str, folder: Path = PROMPTS_DIR) -> list[str]:
+    """The hashes of prompt ``name`` in every language, for job keys: a change to any language's
+    template is a different job."""
+    return [prompt_hash(localized(name, lang), folder) for lang in LANGUAGES]
+
+
+@cache
+def _templates(name: str, folder: Path) -> tuple[tuple[str, Template], ...]:
+    """Prompt ``name``'s compiled templates by role, looked up once per process: templates do not
+    change while a process runs (as ``prompt_hash``, which is cached too, assumes), and finding the
+    files and asking Jinja whether they changed on every render was a large part of a call's CPU."""
+    env = _env(str(folder))
+    return tuple((role, env.get_template(path.name)) for role, path in _files(name, folder))
+
+
 def render(name: str, folder: Path = PROMPTS_DIR, **variables: Any) -> list[dict[str, str]]:
     """Render a prompt into chat messages (system first, if the template has one)."""
-    env = _env(str(folder))
-    return [
-        {"role": role, "content": env.get_template(path.name).render(**variables).strip()}
-        for role, path in _files(name, folder)
-    ]
+    return [{"role": role, "content": template.render(**variables).strip()}
+            for role, template in _templates(name, Path(folder))]

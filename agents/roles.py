@@ -16,7 +16,8 @@ from typing import Any
 from pydantic import BaseModel, Field, create_model
 
 from agents.engine import CallContext, ChatResult, LLMEngine
-from agents.prompts import prompt_hash, render
+from agents.language import PromptLanguage
+from agents.prompts import prompt_for, prompt_hash, render
 from agents.scoring import ScoreReading, read_score
 
 RUBRICS_DIR = Path(__file__).parent / "rubrics"
@@ -87,17 +88,26 @@ def question_text(payload: dict[str, Any]) -> str:
         if payload.get("messages") else payload["prompt"]
 
 
+def item_prompt(name: str, language: str, payload: dict[str, Any]) -> str:
+    """``name`` in the language of an instruction item (its ``lang`` field, else its text), unless
+    the ``language`` setting names one."""
+    return prompt_for(name, language, payload.get("lang"), [m["content"] for m in conversation_of(payload)])
+
+
 class AnswerGenerator:
+    """``language``: the prompt language setting (``auto``: each item's own)."""
+
     role = "generator"
     prompt = "answer"
 
-    def __init__(self, engine: LLMEngine):
-        self.engine = engine
+    def __init__(self, engine: LLMEngine, language: PromptLanguage = "auto"):
+        self.engine, self.language = engine, language
 
     async def answer(self, payload: dict[str, Any], seed: int, ctx: CallContext, **params: Any) -> ChatResult:
-        system = render(self.prompt)[0]
+        name = item_prompt(self.prompt, self.language, payload)
+        system = render(name)[0]
         messages = [system, *conversation_of(payload)]
-        ctx.role, ctx.prompt_name, ctx.prompt_hash = self.role, self.prompt, prompt_hash(self.prompt)
+        ctx.role, ctx.prompt_name, ctx.prompt_hash = self.role, name, prompt_hash(name)
         return await self.engine.chat(messages, ctx=ctx, seed=seed, **params)
 
 
@@ -122,13 +132,13 @@ class RubricJudge:
     role = "judge"
 
     def __init__(self, engine: LLMEngine, rubric: SimpleRubric, mode: str = "all_in_one",
-                 scoring: str = "sampled", top_logprobs: int = 10):
+                 scoring: str = "sampled", top_logprobs: int = 10, language: PromptLanguage = "auto"):
         if mode not in JUDGE_MODES:
             raise ValueError(f"unknown judge mode {mode!r}; choose one of {', '.join(JUDGE_MODES)}")
         if scoring not in JUDGE_SCORING:
             raise ValueError(f"unknown judge scoring {scoring!r}; choose one of {', '.join(JUDGE_SCORING)}")
         self.engine, self.rubric, self.mode, self.scoring = engine, rubric, mode, scoring
-        self.top_logprobs = top_logprobs
+        self.top_logprobs, self.language = top_logprobs, language
         self.prompt = "judge" if mode == "all_in_one" else "judge_criterion"
         self.reply_model = judge_reply_model(rubric) if mode == "all_in_one" else CriterionVerdict
 
@@ -138,20 +148,21 @@ class RubricJudge:
             params.update(logprobs=True, top_logprobs=self.top_logprobs)
         return params
 
-    def _ctx(self, ctx: CallContext) -> CallContext:
-        return replace(ctx, role=self.role, prompt_name=self.prompt, prompt_hash=prompt_hash(self.prompt))
+    def _ctx(self, ctx: CallContext, name: str) -> CallContext:
+        return replace(ctx, role=self.role, prompt_name=name, prompt_hash=prompt_hash(name))
 
     async def grade(self, payload: dict[str, Any], answer: str, ctx: CallContext) -> dict[str, CriterionGrade]:
         question = question_text(payload)
+        name = item_prompt(self.prompt, self.language, payload)
         if self.mode == "all_in_one":
-            messages = render(self.prompt, question=question, answer=answer, criteria=self.rubric.criteria)
-            res = await self.engine.chat(messages, schema=self.reply_model, ctx=self._ctx(ctx), **self._params())
+            messages = render(name, question=question, answer=answer, criteria=self.rubric.criteria)
+            res = await self.engine.chat(messages, schema=self.reply_model, ctx=self._ctx(ctx, name), **self._params())
             lp = res.logprobs[0] if res.logprobs else None
             return {c.name: self._grade(res, getattr(res.value, c.name), lp, c.name) for c in self.rubric.criteria}
 
         async def one(c: Criterion) -> CriterionGrade:
-            messages = render(self.prompt, question=question, answer=answer, criterion=c)
-            res = await self.engine.chat(messages, schema=self.reply_model, ctx=self._ctx(ctx), **self._params())
+            messages = render(name, question=question, answer=answer, criterion=c)
+            res = await self.engine.chat(messages, schema=self.reply_model, ctx=self._ctx(ctx, name), **self._params())
             return self._grade(res, res.value, res.logprobs[0] if res.logprobs else None, None)
 
         grades = await asyncio.gather(*(one(c) for c in self.rubric.criteria))

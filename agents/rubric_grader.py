@@ -15,7 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, create_model, model_validator
 
 from agents.engine import CallContext, LLMEngine
-from agents.prompts import prompt_hash, render
+from agents.language import PromptLanguage
+from agents.prompts import prompt_for, prompt_hash, render
 from agents.rubric import Rubric, RubricScore
 
 GRADER_MODES = ("per_criterion", "all_in_one")
@@ -56,27 +57,30 @@ def all_in_one_model(rubric: Rubric) -> type[BaseModel]:
 class RubricGrader:
     role = "grader"
 
-    def __init__(self, engine: LLMEngine, mode: str = "per_criterion"):
+    def __init__(self, engine: LLMEngine, mode: str = "per_criterion", language: PromptLanguage = "auto"):
         if mode not in GRADER_MODES:
             raise ValueError(f"unknown grader mode {mode!r}; choose one of {', '.join(GRADER_MODES)}")
-        self.engine, self.mode = engine, mode
+        self.engine, self.mode, self.language = engine, mode, language
         self.prompt = "grade_criterion" if mode == "per_criterion" else "grade_rubric"
 
-    def _ctx(self, ctx: CallContext) -> CallContext:
-        return replace(ctx, role=self.role, prompt_name=self.prompt, prompt_hash=prompt_hash(self.prompt))
+    def _ctx(self, ctx: CallContext, name: str) -> CallContext:
+        return replace(ctx, role=self.role, prompt_name=name, prompt_hash=prompt_hash(name))
 
     async def grade(self, conversation: list[dict[str, Any]], answer: str, rubric: Rubric,
-                    ctx: CallContext) -> dict[str, GraderVerdict]:
-        """Verdict per criterion id. Raises ``LLMCallFailed`` (recorded) if any grading call fails."""
+                    ctx: CallContext, lang: str | None = None) -> dict[str, GraderVerdict]:
+        """Verdict per criterion id, asked in the item's language (``lang``, the data's field; else
+        detected from the conversation). Raises ``LLMCallFailed`` (recorded) if any grading call fails."""
+        name = prompt_for(self.prompt, self.language, lang, [m["content"] for m in conversation])
         if self.mode == "all_in_one":
             schema = all_in_one_model(rubric)
-            messages = render(self.prompt, conversation=conversation, answer=answer, criteria=rubric.criteria)
-            res = await self.engine.chat(messages, schema=schema, ctx=self._ctx(ctx), temperature=0.0, seed=0)
+            messages = render(name, conversation=conversation, answer=answer, criteria=rubric.criteria)
+            res = await self.engine.chat(messages, schema=schema, ctx=self._ctx(ctx, name), temperature=0.0, seed=0)
             return {v.id: GraderVerdict(v.id, v.criteria_met, v.explanation, res.call_id) for v in res.value.verdicts}
 
         async def one(criterion) -> GraderVerdict:
-            messages = render(self.prompt, conversation=conversation, answer=answer, criterion=criterion)
-            res = await self.engine.chat(messages, schema=CriterionMet, ctx=self._ctx(ctx), temperature=0.0, seed=0)
+            messages = render(name, conversation=conversation, answer=answer, criterion=criterion)
+            res = await self.engine.chat(messages, schema=CriterionMet, ctx=self._ctx(ctx, name), temperature=0.0,
+                                         seed=0)
             return GraderVerdict(criterion.id, res.value.criteria_met, res.value.explanation, res.call_id)
 
         verdicts = await asyncio.gather(*(one(c) for c in rubric.criteria))

@@ -19,7 +19,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from agents.engine import CallContext, LLMEngine
-from agents.prompts import prompt_hash, render
+from agents.language import PromptLanguage
+from agents.prompts import prompt_for, prompt_hash, render
 from agents.rubric import (
     BONUS_DIMENSIONS,
     PROFICIENCY_DIMENSIONS,
@@ -111,20 +112,23 @@ class RubricWriter:
     role = "rubric_writer"
     prompt = "rubric_writer"
 
-    def __init__(self, engine: LLMEngine, fewshot_k: int = 3, temperature: float = 0.2):
-        self.engine, self.fewshot_k, self.temperature = engine, fewshot_k, temperature
+    def __init__(self, engine: LLMEngine, fewshot_k: int = 3, temperature: float = 0.2,
+                 language: PromptLanguage = "auto"):
+        self.engine, self.fewshot_k, self.temperature, self.language = engine, fewshot_k, temperature, language
 
     async def draft(self, conversation: list[dict[str, Any]], pool: list[PoolExample], ctx: CallContext, *,
                     reference: str | None = None, rejected: list[str | None] | None = None,
-                    seed: int = 0) -> Draft:
+                    seed: int = 0, lang: str | None = None) -> Draft:
         """Draft a rubric; ``rejected`` are reviewers' reasons for earlier drafts of the same
-        instruction, shown so the new draft avoids what was wrong. Raises ``LLMCallFailed``."""
+        instruction, shown so the new draft avoids what was wrong. The prompt is in the instruction's
+        language (``lang``, the data's field; else detected). Raises ``LLMCallFailed``."""
         examples = choose_examples(conversation, pool, self.fewshot_k)
-        messages = render(self.prompt, conversation=conversation, reference=reference,
+        name = prompt_for(self.prompt, self.language, lang, _text(conversation))
+        messages = render(name, conversation=conversation, reference=reference,
                           examples=[{"conversation": e.instruction, "rubric": _example_json(e.rubric)}
                                     for e in examples],
                           rejected=[r for r in (rejected or []) if r])
-        ctx = replace(ctx, role=self.role, prompt_name=self.prompt, prompt_hash=prompt_hash(self.prompt))
+        ctx = replace(ctx, role=self.role, prompt_name=name, prompt_hash=prompt_hash(name))
         res = await self.engine.chat(messages, schema=DraftRubric, ctx=ctx, temperature=self.temperature, seed=seed)
         return Draft(res.value.to_rubric(), res.call_id, [e.rubric_id for e in examples])
 

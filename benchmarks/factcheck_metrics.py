@@ -58,6 +58,9 @@ class FactCheckMetrics:
     n_unsure: int  # counted before exclusion
     unsure_rate: float  # unsure verdicts / all texts given
     n_excluded: int
+    # False when no erroneous text has a gold location (a veracity-only dataset) or there is none:
+    # localisation is then not available, and reported so rather than as 0
+    localisation_available: bool = True
 
 
 def _verdict(item: ScoredText, n: int) -> str:
@@ -91,6 +94,7 @@ def factcheck_metrics(items: Sequence[ScoredText], unsure: Unsure | str = Unsure
     unsure = Unsure(unsure)
     verdicts = [_verdict(item, n) for n, item in enumerate(items)]
     n_unsure = verdicts.count("unsure")
+    located = any(i.has_error and (i.gold_sentence is not None or i.location_match is not None) for i in items)
     tp = fp = fn = tn = loc_tp = 0
     excluded = 0
     for n, (item, verdict) in enumerate(zip(items, verdicts, strict=True)):
@@ -102,7 +106,7 @@ def factcheck_metrics(items: Sequence[ScoredText], unsure: Unsure | str = Unsure
         if item.has_error:
             tp, fn = tp + flagged, fn + (not flagged)
             # An "unsure" counted as a flag names no location, so it can never localise.
-            loc_tp += flagged and verdict == "error" and location_matches(item, n)
+            loc_tp += located and flagged and verdict == "error" and location_matches(item, n)
         else:
             fp, tn = fp + flagged, tn + (not flagged)
     total = tp + fp + fn + tn
@@ -118,6 +122,7 @@ def factcheck_metrics(items: Sequence[ScoredText], unsure: Unsure | str = Unsure
         n_unsure=n_unsure,
         unsure_rate=safe_div(n_unsure, len(items)),
         n_excluded=excluded,
+        localisation_available=located,
     )
 
 
@@ -144,11 +149,14 @@ def breakdown(
 
 @dataclass(frozen=True)
 class RoundStats:
-    fpr: float
-    recall: float
+    fpr: float  # 0.0 when n_correct is 0: print "n/a" then (the report does)
+    recall: float  # 0.0 when n_erroneous is 0
     precision: float
     f1: float
     unsure_rate: float
+    n_texts: int = 0
+    n_correct: int = 0
+    n_erroneous: int = 0
 
 
 @dataclass(frozen=True)
@@ -198,7 +206,8 @@ def rounds_report(
         items = [ScoredText(bool(g), None, v, location_match=True) for g, v in zip(gold, verdicts, strict=True)]
         cleaned.append([_verdict(item, k) for k, item in enumerate(items)])
         m = factcheck_metrics(items, unsure)
-        per_round.append(RoundStats(m.fpr, m.veracity.recall, m.veracity.precision, m.veracity.f1, m.unsure_rate))
+        per_round.append(RoundStats(m.fpr, m.veracity.recall, m.veracity.precision, m.veracity.f1, m.unsure_rate,
+                                    m.n, m.n_correct, m.n_erroneous))
     flips = [_flips(gold, cleaned[r], cleaned[r + 1]) for r in range(len(cleaned) - 1)]
     return RoundsReport(per_round, flips)
 

@@ -59,10 +59,28 @@ class MethodResult:
     dataset: str = ""
     n_queued: int = 0  # texts in the job; those without a final answer (failed) are not scored
     official: OfficialMetrics | None = None  # MEDIQA-CORR 2024's figures over every queued text
+    attempts: int = 0  # HTTP requests behind the calls: retries and repair rounds included
+
+    @property
+    def _per(self) -> int:
+        """Compute is spent on every text of the job, answered or not."""
+        return max(self.n_queued, self.n_texts)
 
     @property
     def calls_per_text(self) -> float:
-        return self.calls / self.n_texts if self.n_texts else 0.0
+        return self.calls / self._per if self._per else 0.0
+
+    @property
+    def attempts_per_text(self) -> float:
+        return self.attempts / self._per if self._per else 0.0
+
+    @property
+    def failed_per_text(self) -> float:
+        return self.failed_calls / self._per if self._per else 0.0
+
+    @property
+    def tokens_per_text(self) -> float:
+        return self.tokens / self._per if self._per else 0.0
 
 
 def _majority(verdicts: list[str], tie: str) -> str:
@@ -122,20 +140,25 @@ def method_result(store: Store, job_key: str, *, n_resamples: int = 1000, seed: 
         ci=factcheck_bootstrap(scored, n_resamples=n_resamples, seed=seed),
         breakdowns={b: breakdown(scored, fields, b) for b in BREAKDOWNS if any(f[b] for f in fields)},
         calls=job.calls, tokens=job.tokens, failed_calls=job.failed_calls, dataset=str(config.get("dataset", "")),
-        n_queued=job.queued, official=official_metrics(run_rows(job), gold_rows(job), scorers, notes or ()))
+        n_queued=job.queued, official=official_metrics(run_rows(job), gold_rows(job), scorers, notes or ()),
+        attempts=job.attempts)
     _add_rounds(result, rows, items, order, config.get("factcheck", {}).get("vote_tie", "correct"))
     return result
 
 
 def _scored(payload: dict[str, Any], final: CheckAnswer, judged: bool | None) -> ScoredText:
     has_error = payload["label"] == "error"
+    # a judge's verdict needs a gold location to compare with (a veracity-only item has none)
+    located = payload.get("error_sentence_id") is not None or payload.get("error_span") is not None
     return ScoredText(has_error, payload.get("error_sentence_id") if has_error else None, final.verdict,
-                      final.sentence_id, judged if has_error and final.verdict == "error" else None)
+                      final.sentence_id, judged if has_error and located and final.verdict == "error" else None)
 
 
 def _add_rounds(result: MethodResult, rows: list[CheckAnswer], items: dict[int, dict[str, Any]],
                 order: list[int], tie: str) -> None:
-    """Per-round and per-agent figures for multi-round methods, over the texts every round reached."""
+    """Per-round and per-agent figures for multi-round methods. The majority rows cover the texts
+    every agent answered in every round; each agent's rows the texts that agent answered in every
+    round: each ``RoundStats`` carries its ``n_texts`` (the tables print it against all scored texts)."""
     by = defaultdict(dict)  # (round) -> {(item, agent): verdict}
     for r in rows:
         if r.role in AGENT_ROLES:
@@ -145,12 +168,37 @@ def _add_rounds(result: MethodResult, rows: list[CheckAnswer], items: dict[int, 
     rounds = sorted(by)
     agents = sorted({a for rnd in by.values() for (_, a) in rnd})
     complete = [i for i in order if all((i, a) in by[r] for r in rounds for a in agents)]
-    if not complete:
-        return
-    gold = [items[i]["label"] == "error" for i in complete]
-    result.rounds = rounds_report(gold, [[_majority([by[r][(i, a)] for a in agents], tie) for i in complete]
-                                         for r in rounds])
-    result.per_agent = {a: rounds_report(gold, [[by[r][(i, a)] for i in complete] for r in rounds]) for a in agents}
+    if complete:
+        gold = [items[i]["label"] == "error" for i in complete]
+        result.rounds = rounds_report(gold, [[_majority([by[r][(i, a)] for a in agents], tie) for i in complete]
+                                             for r in rounds])
+    for a in agents:
+        mine = [i for i in order if all((i, a) in by[r] for r in rounds)]
+        if mine:
+            result.per_agent[a] = rounds_report([items[i]["label"] == "error" for i in mine],
+                                                [[by[r][(i, a)] for i in mine] for r in rounds])
+
+
+def measured_matches(results: list[MethodResult], interactive: dict[str, bool], by: str = "calls",
+                     tolerance: float = 0.1) -> list[tuple[str, str]]:
+    """(interactive, independent-sampling) method pairs whose measured compute per text (``by``:
+    calls or tokens) differs by at most ``tolerance`` of the larger; methods of different checker
+    models are never paired. ``interactive[name]`` says which side a method is on; single-agent
+    methods (``interactive`` None) are on neither."""
+    def cost(r: MethodResult) -> float:
+        return r.calls_per_text if by == "calls" else r.tokens_per_text
+
+    def model(r: MethodResult) -> str:
+        return r.method.split(" @ ", 1)[1] if " @ " in r.method else ""
+
+    out = []
+    for a in results:
+        for b in results:
+            if interactive.get(a.method) is True and interactive.get(b.method) is False and model(a) == model(b):
+                top = max(cost(a), cost(b))
+                if top > 0 and abs(cost(a) - cost(b)) <= tolerance * top:
+                    out.append((a.method, b.method))
+    return out
 
 
 def write_plots(results: list[MethodResult], out_dir: Path) -> list[Path]:
@@ -195,6 +243,15 @@ def _pct(x: float) -> str:
     return f"{x:.3f}"
 
 
+def _rate(x: float, denominator: int) -> str:
+    """A rate, or "n/a" when it has no denominator (an FPR over no correct text is not 0)."""
+    return f"{x:.3f}" if denominator else "n/a"
+
+
+def _loc(m: FactCheckMetrics, x: float) -> str:
+    return f"{x:.3f}" if m.localisation_available else "n/a"
+
+
 def _ci(r: MethodResult, key: str) -> str:
     c = r.ci[key]
     return f"[{c.lo:.3f}, {c.hi:.3f}]"
@@ -205,25 +262,37 @@ def _coverage(r: MethodResult) -> str:
     return str(r.n_texts) if r.n_queued <= r.n_texts else f"{r.n_texts} ({r.n_queued - r.n_texts} no answer)"
 
 
+COMPUTE_HEAD = ["calls/text", "attempts/text", "failed/text", "tokens/text"]
+
+
+def compute_cells(r: MethodResult) -> list[str]:
+    """What a method spent per text of its job, measured: calls (failed ones included), HTTP
+    attempts (retries and repair rounds included), failed calls, tokens."""
+    return [f"{r.calls_per_text:.2f}", f"{r.attempts_per_text:.2f}", f"{r.failed_per_text:.2f}",
+            f"{r.tokens_per_text:.0f}"]
+
+
 def compact_rows(results: list[MethodResult]) -> tuple[list[str], list[list[str]]]:
-    """The terminal table: the headline figures only (CIs and the rest are in the Markdown)."""
-    head = ["method", "texts", "P", "R", "F1", "FPR", "loc F1", "calls/text"]
-    return head, [[r.method, _coverage(r), _pct(r.metrics.veracity.precision), _pct(r.metrics.veracity.recall),
-                   _pct(r.metrics.veracity.f1), _pct(r.metrics.fpr), _pct(r.metrics.localisation.f1),
-                   f"{r.calls_per_text:.2f}"] for r in results]
+    """The terminal table: the headline figures and the measured compute (CIs are in the Markdown)."""
+    head = ["method", "texts", "P", "R", "F1", "FPR", "loc F1", *COMPUTE_HEAD]
+    return head, [[r.method, _coverage(r), _pct(r.metrics.veracity.precision),
+                   _rate(r.metrics.veracity.recall, r.metrics.n_erroneous), _pct(r.metrics.veracity.f1),
+                   _rate(r.metrics.fpr, r.metrics.n_correct), _loc(r.metrics, r.metrics.localisation.f1),
+                   *compute_cells(r)] for r in results]
 
 
 def summary_rows(results: list[MethodResult]) -> tuple[list[str], list[list[str]]]:
     """The comparison table: one row per method (shared by the terminal table and the Markdown)."""
     head = ["method", "texts", "P", "R", "F1 (95% CI)", "acc", "FPR (95% CI)", "loc P", "loc R", "loc F1",
-            "unsure", "calls/text", "tokens/text"]
+            "unsure", *COMPUTE_HEAD]
     rows = []
     for r in results:
         m = r.metrics
-        rows.append([r.method, _coverage(r), _pct(m.veracity.precision), _pct(m.veracity.recall),
-                     f"{m.veracity.f1:.3f} {_ci(r, 'veracity_f1')}", _pct(m.accuracy), f"{m.fpr:.3f} {_ci(r, 'fpr')}",
-                     _pct(m.localisation.precision), _pct(m.localisation.recall), _pct(m.localisation.f1),
-                     _pct(m.unsure_rate), f"{r.calls_per_text:.2f}", f"{r.tokens / max(r.n_texts, 1):.0f}"])
+        fpr = f"{m.fpr:.3f} {_ci(r, 'fpr')}" if m.n_correct else "n/a"
+        rows.append([r.method, _coverage(r), _pct(m.veracity.precision), _rate(m.veracity.recall, m.n_erroneous),
+                     f"{m.veracity.f1:.3f} {_ci(r, 'veracity_f1')}", _pct(m.accuracy), fpr,
+                     _loc(m, m.localisation.precision), _loc(m, m.localisation.recall), _loc(m, m.localisation.f1),
+                     _pct(m.unsure_rate), *compute_cells(r)])
     return head, rows
 
 
@@ -259,15 +328,20 @@ def official_notes(named: list[tuple[str, OfficialMetrics]]) -> list[str]:
 
 
 def round_rows(results: list[MethodResult]) -> tuple[list[str], list[list[str]]]:
-    head = ["method", "who", "round", "FPR", "recall", "F1", "flips correct->error", "flips error->correct"]
+    """Per round, for the majority vote and each agent, over the texts it covers ("texts": N of the
+    method's scored texts; the majority covers those every agent answered in every round); a rate
+    without a denominator (FPR on texts none of which is correct) is "n/a"."""
+    head = ["method", "who", "round", "texts", "FPR", "recall", "F1", "flips correct->error",
+            "flips error->correct"]
     rows = []
     for r in results:
-        if not r.rounds:
-            continue
-        for who, rep in [("majority", r.rounds)] + [(f"agent {a}", rep) for a, rep in sorted(r.per_agent.items())]:
+        reports = ([("majority", r.rounds)] if r.rounds else []) + [(f"agent {a}", rep)
+                                                                   for a, rep in sorted(r.per_agent.items())]
+        for who, rep in reports:
             for k, st in enumerate(rep.per_round):
                 flip = rep.flips[k - 1] if k > 0 else None
-                rows.append([r.method, who, str(k), _pct(st.fpr), _pct(st.recall), _pct(st.f1),
+                rows.append([r.method, who, str(k), f"{st.n_texts} of {r.n_texts}", _rate(st.fpr, st.n_correct),
+                             _rate(st.recall, st.n_erroneous), _pct(st.f1),
                              str(flip.correct_to_error) if flip else "", str(flip.error_to_correct) if flip else ""])
     return head, rows
 
@@ -288,6 +362,11 @@ def markdown_report(results: list[MethodResult], matched: list[tuple[str, str]],
              "over texts. Texts left without an answer (every call failed after retries and the repair round; "
              "the reasons are in the store) are not scored: their count is shown next to the scored texts.", "",
              _md_table(*summary_rows(results)), ""]
+    parts += [f"- {r.method}: localisation not available (the data gives no gold error locations); loc columns n/a"
+              for r in results if not r.metrics.localisation_available]
+    parts += ["*calls/text*: every call the method's job made (failed ones included) and the cached calls behind its "
+              "answers, per text of the job; *attempts/text*: the HTTP requests behind them (retries and repair "
+              "rounds included); *failed/text*: calls that failed after retries and repairs.", ""]
     parts += ["## Official metrics (MEDIQA-CORR 2024)", "",
               "As the shared task's evaluation scripts compute them from a run file (`carealign factcheck "
               "export-run` writes it): over every text of the job, a text without an answer written as "
@@ -300,21 +379,32 @@ def markdown_report(results: list[MethodResult], matched: list[tuple[str, str]],
     parts += [f"- {note}" for note in official_notes(official_of(results))] + [""]
     by_name = {r.method: r for r in results}
     if matched:
-        parts += ["## Compute-matched pairs", "", _md_table(
-            ["interactive", "independent", "calls/text", "FPR", "recall", "F1"],
-            [[a, b, f"{by_name[a].calls_per_text:.2f} vs {by_name[b].calls_per_text:.2f}",
-              f"{by_name[a].metrics.fpr:.3f} vs {by_name[b].metrics.fpr:.3f}",
-              f"{by_name[a].metrics.veracity.recall:.3f} vs {by_name[b].metrics.veracity.recall:.3f}",
-              f"{by_name[a].metrics.veracity.f1:.3f} vs {by_name[b].metrics.veracity.f1:.3f}"]
-             for a, b in matched]), ""]
+        def vs(a: MethodResult, b: MethodResult, cell) -> str:
+            return f"{cell(a)} vs {cell(b)}"
+
+        parts += ["## Compute-matched pairs", "",
+                  "Matched on the compute each method measurably spent per text (every call its runs made, "
+                  "failed ones included, and the cached calls behind its answers), not on its nominal calls.", "",
+                  _md_table(["interactive", "independent", "calls/text", "tokens/text", "FPR", "recall", "F1"],
+                            [[a, b, vs(by_name[a], by_name[b], lambda r: f"{r.calls_per_text:.2f}"),
+                              vs(by_name[a], by_name[b], lambda r: f"{r.tokens_per_text:.0f}"),
+                              vs(by_name[a], by_name[b], lambda r: _rate(r.metrics.fpr, r.metrics.n_correct)),
+                              vs(by_name[a], by_name[b], lambda r: _rate(r.metrics.veracity.recall,
+                                                                         r.metrics.n_erroneous)),
+                              vs(by_name[a], by_name[b], lambda r: f"{r.metrics.veracity.f1:.3f}")]
+                             for a, b in matched]), ""]
     head, rows = round_rows(results)
     if rows:
-        parts += ["## By round (multi-round methods)", "", _md_table(head, rows), ""]
+        parts += ["## By round (multi-round methods)", "",
+                  "*texts*: the texts a row covers, of the method's scored texts (the majority: those every agent "
+                  "answered in every round; an agent: those it answered in every round). n/a: no text the rate "
+                  "divides by (FPR without a correct text, recall without an erroneous one).", "",
+                  _md_table(head, rows), ""]
     for r in results:
         for name, groups in r.breakdowns.items():
             parts += [f"## {r.method}: by {name.replace('_', ' ')}", "", _md_table(
                 [name, "texts", "F1", "FPR", "loc F1"],
-                [[str(g), str(m.n), _pct(m.veracity.f1), _pct(m.fpr), _pct(m.localisation.f1)]
+                [[str(g), str(m.n), _pct(m.veracity.f1), _rate(m.fpr, m.n_correct), _loc(m, m.localisation.f1)]
                  for g, m in groups.items()]), ""]
     parts += [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(parts) + "\n"

@@ -1,6 +1,7 @@
 """``carealign bench``: evaluate a model behind the API with the published scoring rules.
 
     bench rubric FILE               HealthBench scoring (--mode pairwise: judge pairs; --mode meta: grader vs humans)
+    bench rubric --reward-model PATH FILE   pairwise, judged by a model `carealign train rm` wrote
     bench strategy FILE             ESConv strategy Q, weighted F1, bias B, confusion matrix (PNG)
     bench medication FILE           medication knowledge: accuracy per task, abstention, over-confidence, ECE
     bench medication build LABELS   bench items from drug labels, checked against the label text
@@ -101,6 +102,40 @@ async def rubric_command(settings: Settings, input_file: Path, dataset: str, lim
     show_summary(report, summary, "bench rubric")
 
 
+async def reward_model_command(settings: Settings, reward_model: Path, input_file: Path, dataset: str,
+                               limit: int | None) -> None:
+    """The pairwise bench with a trained reward model as the judge: stored as a ``rubric_pairwise``
+    run beside the LLM judges' (``bench compare`` shows them side by side)."""
+    from benchmarks.datasets.instructions import InputError
+    from carealign.command import with_progress
+    from graphs.bench.graph import run_reward_model_bench
+    from graphs.bench.reward_model_nodes import RewardModelBenchDeps
+    from training.rm_eval import model_key, pairwise_verdict
+    from training.rm_scorer import RewardScorer
+
+    records = read_rubric_bench(input_file, "pairwise", limit)
+    for r in records:
+        if not r["payload"]["criteria"]:
+            raise InputError(f"{r['source']}: field 'rubric': a reward model scores answers against criteria, and "
+                             "this pair has none")
+    scorer = RewardScorer.load(reward_model, batch_size=settings.bench.reward_model_batch_size, dtype="auto")
+    console.print(f"reward model {reward_model} on {scorer.device} ({str(scorer.dtype).removeprefix('torch.')})")
+    with current().store() as store:
+        deps = RewardModelBenchDeps(store, lambda payload: pairwise_verdict(scorer, payload), reward_model.name,
+                                    model_key(reward_model), settings.bench, dataset)
+        run_config = {**settings.for_run(), "reward_model": str(reward_model.resolve()),
+                      "reward_model_key": deps.model_key, "reward_model_meta": scorer.meta}
+        report, summary = await with_progress(
+            "bench rubric (reward model)", len(records), [],
+            lambda on_item: run_reward_model_bench(deps, records, run_config, redo=not settings.cache,
+                                                   on_item=on_item))
+    summary = show_summary(report, summary, "bench rubric")
+    if summary.get("criterion_accuracy") is not None:
+        console.print(rows_table("per criterion kind", ["kind", "n", "accuracy"],
+                                 [[k, str(v["n"]), f"{v['accuracy']:.3f}"]
+                                  for k, v in summary["per_criterion_kind"].items()]))
+
+
 @bench_app.command("rubric")
 @handles_errors
 def rubric(
@@ -116,9 +151,23 @@ def rubric(
     no_cache: bool = no_cache_option(),
     grader_model: str | None = hidden_alias("--grader-model"),
     grader_base_url: str | None = hidden_alias("--grader-base-url"),
+    reward_model: Path | None = typer.Option(None, "--reward-model", help="judge the pairs with this trained reward "
+                                             "model (a folder `carealign train rm` wrote) instead of an LLM; "
+                                             "pairwise files only"),
+    reward_model_batch_size: int | None = config_option(BenchConfig, "reward_model_batch_size",
+                                                        "--reward-model-batch-size"),
 ) -> None:
     """Score answers with rubric items exactly as HealthBench does, or score a judge (pairwise, meta)."""
     judge_model, judge_base_url = judge_or_old_names(judge_model, judge_base_url, grader_model, grader_base_url)
+    if reward_model is not None:
+        if mode not in (None, "pairwise"):
+            raise ValueError(f"--reward-model judges pairwise files only (got --mode {mode})")
+        if not reward_model.is_dir():
+            raise FileNotFoundError(f"--reward-model {reward_model}: no such folder")
+        settings = _settings({"reward_model_batch_size": reward_model_batch_size}, None, None, seed, no_cache)
+        asyncio.run(reward_model_command(settings, reward_model, input_file, dataset or input_file.stem,
+                                         check_limit(limit)))
+        return
     settings = _settings({"rubric_mode": mode, "grader_mode": grader_mode}, judge_model, judge_base_url, seed,
                          no_cache)
     asyncio.run(rubric_command(settings, input_file, dataset or input_file.stem, check_limit(limit)))

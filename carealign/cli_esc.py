@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from benchmarks.datasets.esconv import FORMATS, read_seeds
+from benchmarks.datasets.esconv import AUTO, FORMATS, read_seeds
 from carealign.command import check_limit, console, current, handles_errors, outcome_line, pipeline_session
 from carealign.options import (
     config_option,
@@ -73,7 +73,7 @@ def check_exports(exports: list[str]) -> list[str]:
 
 async def esc_search_command(settings: Settings, input_file: Path, fmt: str, dataset: str, limit: int | None,
                              out_dir: Path, exports: tuple[str, ...] = ()) -> WorkflowReport:
-    records = read_seeds(input_file, fmt)[:limit]  # validated before anything is opened
+    records = read_seeds(input_file, fmt, limit)  # validated before anything is opened
     # EscDeps warns itself when the judge and the supporter are the same model
     async with pipeline_session(settings, warn_self_grading=False) as session:
         e = session.engines
@@ -103,12 +103,13 @@ async def esc_search_command(settings: Settings, input_file: Path, fmt: str, dat
 @handles_errors
 def esc_search(
     input_file: Path = typer.Argument(..., help="seed dialogues: ESConv JSON or the ESConv tsv"),
-    fmt: str = typer.Option(FORMATS[0], "--format", help=" | ".join(FORMATS)),
+    fmt: str = typer.Option(AUTO, "--format", help=" | ".join((AUTO, *FORMATS)) + " (auto: from the file's content)"),
     iterations: int | None = config_option(EscSearchConfig, "iterations", "--iterations"),
     strategy_set: str | None = config_option(EscSearchConfig, "strategy_set", "--strategy-set"),
     expand_k: int | None = config_option(EscSearchConfig, "expand_k", "--expand-k"),
     early_stop: int | None = config_option(EscSearchConfig, "early_stop_patience", "--early-stop"),
     gold_turns: int | None = config_option(EscSearchConfig, "gold_turns", "--gold-turns"),
+    rejected_rule: str | None = config_option(EscSearchConfig, "rejected_rule", "--rejected-rule"),
     judge_model: str | None = judge_model_option(),
     judge_base_url: str | None = judge_base_url_option(),
     dataset: str | None = dataset_option(),
@@ -123,7 +124,8 @@ def esc_search(
     """Search strategy trees from seed dialogues and store turn-level preference pairs (CSO / ESC-Pro)."""
     settings = current().settings_with(
         "esc", {"iterations": iterations, "strategy_set": strategy_set, "expand_k": expand_k,
-                "early_stop_patience": early_stop, "gold_turns": gold_turns},
+                "early_stop_patience": early_stop, "gold_turns": gold_turns,
+                "rejected_rule": rejected_rule},
         judge_model=judge_model, judge_base_url=judge_base_url, seed=seed, cache=False if no_cache else None)
     exports = tuple(check_exports(export))
     asyncio.run(esc_search_command(settings, input_file, fmt, dataset or input_file.stem, check_limit(limit), out_dir,

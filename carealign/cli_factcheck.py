@@ -25,6 +25,7 @@ from rich.markup import escape
 
 from benchmarks.datasets.factcheck import load_dataset, parse_mapping
 from benchmarks.datasets.mediqa_run import gold_row, read_run_file, unofficial_ids
+from benchmarks.datasets.rows import InputReport
 from benchmarks.factcheck_report import compact_rows, official_notes, official_of, official_rows, round_rows
 from benchmarks.mediqa_corr import OfficialMetrics, official_metrics
 from carealign.command import check_limit, console, current, handles_errors, pipeline_session
@@ -35,6 +36,7 @@ from carealign.options import (
     judge_model_option,
     limit_option,
     no_cache_option,
+    on_bad_row_option,
     out_dir_option,
     seed_option,
 )
@@ -46,6 +48,7 @@ from graphs.factcheck.nodes import FactcheckDeps
 from graphs.factcheck.report import compare, export_runs, jobs_named, official_scorers, write_report
 from store import Store
 from store.factcheck import job_keys_of
+from store.run_reports import add_run_stats
 
 factcheck_app = typer.Typer(no_args_is_help=True, help="Fact-checking experiments (MedFact).")
 
@@ -67,21 +70,31 @@ def print_and_write_report(console: Console, store: Store, job_keys: list[str], 
                              *compact_rows(c.results)))
     print_official(console, official_of(c.results))
     for a, b in c.matched:
-        console.print(f"compute-matched: [bold]{escape(a)}[/] vs [bold]{escape(b)}[/] ({c.calls(a)} calls per text "
-                      "each)")
+        ra, rb = c.result(a), c.result(b)
+        console.print(f"compute-matched: [bold]{escape(a)}[/] vs [bold]{escape(b)}[/] (measured per text: "
+                      f"{ra.calls_per_text:.2f} vs {rb.calls_per_text:.2f} calls, {ra.tokens_per_text:.0f} vs "
+                      f"{rb.tokens_per_text:.0f} tokens)")
     head, rows = round_rows(c.results)
     if rows:
-        console.print(rows_table("by round", head, rows, left=("who",)))
+        console.print(rows_table("by round (texts: those the row covers, of the scored texts; n/a: no denominator)",
+                                 head, rows, left=("who",)))
+    for r in c.results:
+        if not r.metrics.localisation_available:
+            console.print(f"{escape(r.method)}: localisation not available (no gold error locations in the data)")
     report, plots = write_report(c, out_dir, dataset)
     console.print(f"report: {report}; plots: {', '.join(str(p) for p in plots)}", markup=False)
     return report
 
 
 async def run_command(console: Console, settings: Settings, data_file: Path, dataset: str, mapping: str | None,
-                      limit: int | None, checker_models: list[str], out_dir: Path) -> list[str]:
+                      limit: int | None, checker_models: list[str], out_dir: Path,
+                      on_bad_row: str = "fail") -> list[str]:
     config = settings.factcheck
     methods = config.method_specs()
-    records = records_of(load_dataset(data_file, mapping)[:limit])  # validated before anything is opened
+    read = InputReport(str(data_file), on_bad_row, limit)  # type: ignore[arg-type]
+    records = records_of(load_dataset(data_file, mapping, read))  # validated before anything is opened
+    for line in read.lines():
+        console.print(line, markup=False, highlight=False)
     batch = uuid.uuid4().hex[:12]
     job_keys: list[str] = []
     async with pipeline_session(settings, more_generators=checker_models, warn_self_grading=False) as session:
@@ -92,9 +105,10 @@ async def run_command(console: Console, settings: Settings, data_file: Path, dat
                 run_config = session.run_config(batch=batch, checker_model=checker.model, dataset=dataset,
                                                 mapping=mapping)
                 used = [checker, judge] if judge else [checker]
-                await session.run(f"{method.name} [{checker.model}]", len(records), used,
-                                  lambda on_item, d=deps, c=run_config: run_factcheck(
-                                      d, records, c, redo=session.redo, on_item=on_item))
+                report = await session.run(f"{method.name} [{checker.model}]", len(records), used,
+                                           lambda on_item, d=deps, c=run_config: run_factcheck(
+                                               d, records, c, redo=session.redo, on_item=on_item))
+                add_run_stats(session.store, report.run_id, {"input": read.stats()})
                 job_keys.append(deps.job_key)
         print_and_write_report(console, session.store, job_keys, out_dir, dataset, config)
     return job_keys
@@ -109,6 +123,7 @@ def run_cmd(
                                        "'text=content,label=flag,label_values=1:error;0:correct'"),
     dataset: str | None = dataset_option(),
     limit: int | None = limit_option("texts"),
+    on_bad_row: str = on_bad_row_option(),
     checker_models: list[str] = typer.Option([], "--checker-model", help="more checker models on the same server "
                                              "(repeatable; --model is the first)"),
     localisation: str | None = config_option(FactcheckConfig, "localisation", "--localisation"),
@@ -124,7 +139,7 @@ def run_cmd(
         "factcheck", {"methods": methods, "localisation": localisation, "allow_unsure": allow_unsure},
         judge_model=judge_model, judge_base_url=judge_base_url, seed=seed, cache=False if no_cache else None)
     asyncio.run(run_command(console, settings, data_file, dataset or data_file.stem, mapping, check_limit(limit),
-                            checker_models, out_dir))
+                            checker_models, out_dir, on_bad_row))
 
 
 @factcheck_app.command("report")

@@ -11,14 +11,17 @@ import typer
 
 from agents.roles import load_rubric
 from benchmarks.datasets.instructions import read_instructions
+from benchmarks.datasets.rows import InputReport
 from carealign.command import check_limit, console, current, handles_errors, pipeline_session
 from carealign.options import (
     config_option,
     dataset_option,
+    instruction_mapping_option,
     judge_base_url_option,
     judge_model_option,
     limit_option,
     no_cache_option,
+    on_bad_row_option,
     seed_option,
 )
 from carealign.settings import Settings
@@ -27,12 +30,17 @@ from graphs.common.runner import WorkflowReport
 from graphs.generate.configuration import GenerateConfig
 from graphs.generate.graph import run_generate
 from graphs.generate.nodes import GenerateDeps
+from store.run_reports import add_run_stats
 
 generate_app = typer.Typer()
 
 
-async def generate_command(settings: Settings, input_file: Path, dataset: str, limit: int | None) -> WorkflowReport:
-    records = read_instructions(input_file)[:limit]  # validated before anything is opened
+async def generate_command(settings: Settings, input_file: Path, dataset: str, limit: int | None,
+                           mapping: str | None = None, on_bad_row: str = "fail") -> WorkflowReport:
+    read = InputReport(str(input_file), on_bad_row, limit)  # type: ignore[arg-type]
+    records = read_instructions(input_file, mapping, read)  # validated before anything is opened
+    for line in read.lines():
+        console.print(line, markup=False, highlight=False)
     config = settings.generate
     rubric = load_rubric(config.rubric)
     async with pipeline_session(settings) as session:
@@ -41,6 +49,7 @@ async def generate_command(settings: Settings, input_file: Path, dataset: str, l
         report = await session.run("generate", len(records), [engines.generator, engines.judge],
                                    lambda on_item: run_generate(deps, records, dataset, session.run_config(),
                                                                 redo=session.redo, on_item=on_item))
+        add_run_stats(session.store, report.run_id, {"input": read.stats()})
         console.print(generate_summary_table(report, session.store))
     return report
 
@@ -56,6 +65,8 @@ def generate(
     judge_base_url: str | None = judge_base_url_option(),
     dataset: str | None = dataset_option(),
     limit: int | None = limit_option("instructions"),
+    mapping: str | None = instruction_mapping_option(),
+    on_bad_row: str = on_bad_row_option(),
     seed: int | None = seed_option(),
     no_cache: bool = no_cache_option(),
 ) -> None:
@@ -63,4 +74,5 @@ def generate(
     settings = current().settings_with(
         "generate", {"n_candidates": n_candidates, "min_margin": min_margin, "rubric": rubric},
         judge_model=judge_model, judge_base_url=judge_base_url, seed=seed, cache=False if no_cache else None)
-    asyncio.run(generate_command(settings, input_file, dataset or input_file.stem, check_limit(limit)))
+    asyncio.run(generate_command(settings, input_file, dataset or input_file.stem, check_limit(limit), mapping,
+                                 on_bad_row))

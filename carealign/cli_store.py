@@ -62,23 +62,34 @@ def db_export(
     shape: str = typer.Option("preference", "--shape", help="preference (DPO/reward) | prompt (GRPO)"),
     kind: str | None = typer.Option(None, "--kind", help="only pairs of this kind (generic, rubric, esc)"),
     run: str | None = typer.Option(None, "--run", help="only pairs of this run id"),
-    min_margin: float | None = typer.Option(None, "--min-margin", help="only pairs with at least this margin"),
+    min_margin: float | None = typer.Option(None, "--min-margin", help="only pairs with at least this margin, in "
+                                            "the unit of each kind: judge score difference (generic), S1 difference "
+                                            "(rubric), Q difference (esc)"),
+    min_veto_margin: float | None = typer.Option(None, "--min-veto-margin", help="rubric pairs: at least this many "
+                                                 "fewer vetoes violated by the chosen answer"),
+    min_s1_margin: float | None = typer.Option(None, "--min-s1-margin", help="rubric pairs: S1 difference at least"),
+    min_s2_margin: float | None = typer.Option(None, "--min-s2-margin", help="rubric pairs: S2 difference (bonus "
+                                               "criteria met) at least"),
     language: str | None = typer.Option(None, "--language", help="only pairs in this language"),
     with_metadata: bool = typer.Option(False, "--with-metadata", help="add pair_id, kind, margin, run_id columns"),
+    include_flagged: bool = typer.Option(False, "--include-flagged", help="also export pairs a reviewer flagged as "
+                                         "wrong in the review app (left out by default)"),
     push_to_hub: str | None = typer.Option(None, "--push-to-hub", help="then upload the export and its card to this "
                                            "Hugging Face dataset repo (user/name; needs network and a token)"),
 ) -> None:
     """Export preference pairs in the formats trl's trainers load, with a dataset card beside them."""
     if push_to_hub and fmt == ESC_PRO:
         raise ValueError("--push-to-hub uploads jsonl, parquet and hf exports (with their dataset card), not esc-pro")
+    flt = PairFilter(kind, run, min_margin, language, include_flagged, min_veto_margin=min_veto_margin,
+                     min_s1_margin=min_s1_margin, min_s2_margin=min_s2_margin)
     if fmt == ESC_PRO:
         check_esc_pro_options(kind, shape, with_metadata)
         with current().existing_store() as store:
-            written = export_stored_esc_pro(store, PairFilter(kind, run, min_margin, language), out)
+            written = export_stored_esc_pro(store, flt, out)
         console.print(escape(written.summary(out)))
         return
     with current().existing_store() as store:
-        n = export_pairs(store, out, fmt, shape, PairFilter(kind, run, min_margin, language), with_metadata,
+        n = export_pairs(store, out, fmt, shape, flt, with_metadata,
                          card=CardOptions(license=current().settings().export_license))
     console.print(f"wrote {n:,} rows to {out} ({fmt}, {shape})")
     console.print(escape(f"dataset card: {card_path(out, fmt)}"), soft_wrap=True)

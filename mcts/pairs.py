@@ -8,14 +8,16 @@ unevaluated nodes that were then counted as negatives. Here:
 - a root-to-ended path is preferred when every non-fixed node on it (the root excluded: it is no
   choice) has Q >= ``q_min`` and N >= ``n_min``; fixed (gold) nodes are exempt and may be preferred;
 - a rejected node is a sibling of a preferred node that was actually evaluated (``evaluated`` and
-  N >= 1), is not fixed, lies on no preferred path, and has Q <= preferred.Q - ``margin``;
+  N >= 1), is not fixed and lies on no preferred path, and whose Q passes the rejected rule:
+  ``protocol`` (PROTOCOLS.md's, the ESC search's default): Q <= ``q_max`` (0.5); ``margin``: Q <=
+  preferred.Q - ``margin`` (carealign's stricter rule: never a rejected turn as good as the preferred one);
 - one pair per (parent, rejected sibling): the preferred side is the parent's best preferred child
   (highest Q, then N, then creation order), which gives the largest margin.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from mcts.tree import Node, Tree
 
@@ -24,7 +26,11 @@ class PreferencePair(NamedTuple):
     parent_path: str
     preferred: Node
     rejected: Node
-    margin: float  # preferred.value - rejected.value, always >= the margin asked for
+    margin: float  # preferred.value - rejected.value (>= the margin asked for under the margin rule)
+
+
+RejectedRule = Literal["protocol", "margin"]
+REJECTED_RULES: tuple[RejectedRule, ...] = ("protocol", "margin")
 
 
 def preferred_nodes(tree: Tree, q_min: float, n_min: int) -> set[str]:
@@ -39,17 +45,21 @@ def preferred_nodes(tree: Tree, q_min: float, n_min: int) -> set[str]:
     return out
 
 
-def extract_pairs(tree: Tree, *, q_min: float = 0.5, n_min: int = 2, margin: float = 0.25) -> list[PreferencePair]:
+def extract_pairs(tree: Tree, *, q_min: float = 0.5, n_min: int = 2, margin: float = 0.25,
+                  rule: RejectedRule = "margin", q_max: float = 0.5) -> list[PreferencePair]:
     """All (parent path, preferred, rejected, margin) pairs of the tree, in creation order.
 
-    ``q_min`` and ``n_min`` default to CSO's 0.5 and 2; ``margin`` (unpublished: the reference has
-    none) defaults to 0.25 on CSO's -3..1 reward scale. With ``margin`` = 0 a rejected sibling may tie
-    the preferred one, as in the reference; a negative margin is refused.
+    ``q_min`` and ``n_min`` default to CSO's 0.5 and 2. Under ``rule`` "margin" (this function's
+    default) a rejected sibling has Q <= preferred Q - ``margin`` (unpublished: 0.25 on CSO's -3..1
+    reward scale); under "protocol" (the ESC search's default setting) Q <= ``q_max`` (CSO's 0.5; it
+    may then tie the preferred one, as in the reference). A negative margin is refused.
     """
     if margin < 0:
         raise ValueError("margin must be >= 0")
     if n_min < 0:
         raise ValueError("n_min must be >= 0")
+    if rule not in REJECTED_RULES:
+        raise ValueError(f"rejected rule {rule!r}: choose {' or '.join(REJECTED_RULES)}")
     preferred = preferred_nodes(tree, q_min, n_min)
     pairs: list[PreferencePair] = []
     for parent in tree:
@@ -60,6 +70,8 @@ def extract_pairs(tree: Tree, *, q_min: float = 0.5, n_min: int = 2, margin: flo
         for sibling in parent.children:
             if sibling.path in preferred or sibling.fixed or not sibling.evaluated or sibling.visits < 1:
                 continue
-            if sibling.value <= best.value - margin:
+            # under either rule a rejected turn never scores above the preferred one it is paired with
+            limit = min(q_max, best.value) if rule == "protocol" else best.value - margin
+            if sibling.value <= limit:
                 pairs.append(PreferencePair(parent.path, best, sibling, best.value - sibling.value))
     return pairs

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Text, cast, select
+from sqlalchemy import ColumnElement, Text, cast, or_, select
 
 from store.db import Store
 from store.errors import StoreError
 from store.models import PreferencePair
+from store.review import unflagged_clause
 
 if TYPE_CHECKING:
     from store.dataset_card import CardOptions
@@ -39,6 +40,15 @@ class PairFilter:
     run_id: str | None = None
     min_margin: float | None = None
     language: str | None = None
+    include_flagged: bool = False  # pairs a reviewer flagged as wrong (review app) are left out unless asked
+    # rubric pairs' margins, each in its own unit (veto count, S1, S2 differences: margins s3, s1, s2);
+    # pairs without that component (generic, esc) are not filtered by it
+    min_veto_margin: float | None = None
+    min_s1_margin: float | None = None
+    min_s2_margin: float | None = None
+
+
+COMPONENT_MARGINS = (("min_veto_margin", "s3"), ("min_s1_margin", "s1"), ("min_s2_margin", "s2"))
 
 
 COLUMNS = ("id", "kind", "run_id", "item_id", "prompt_json", "chosen", "rejected", "margin", "language")
@@ -53,8 +63,14 @@ def filter_clauses(flt: PairFilter) -> list[ColumnElement[bool]]:
         clauses.append(PreferencePair.run_id == flt.run_id)
     if flt.min_margin is not None:
         clauses.append(PreferencePair.margin >= flt.min_margin)
+    for attr, key in COMPONENT_MARGINS:
+        if getattr(flt, attr) is not None:
+            value = PreferencePair.margins[key].as_float()
+            clauses.append(or_(value.is_(None), value >= getattr(flt, attr)))
     if flt.language:
         clauses.append(PreferencePair.language == flt.language)
+    if not flt.include_flagged:
+        clauses.append(unflagged_clause())
     return clauses
 
 
@@ -176,7 +192,7 @@ def _check_target(out: Path, fmt: str) -> None:
 
 
 def _describe(flt: PairFilter) -> str:
-    parts = [f"{k}={v}" for k, v in flt.__dict__.items() if v is not None]
+    parts = [f"{k}={v}" for k, v in flt.__dict__.items() if v is not None and k != "include_flagged"]
     return ", ".join(parts) or "all pairs"
 
 

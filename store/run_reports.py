@@ -92,3 +92,13 @@ def unfinished_items(store: Store, run_id: str, limit: int | None = None) -> lis
         rows = s.scalars(q.limit(limit) if limit else q).all()
         s.expunge_all()
     return list(rows)
+
+
+def add_run_stats(store: Store, run_id: str, extra: dict[str, Any]) -> None:
+    """Merge ``extra`` into a run's stats: what the command knows and the runner does not, such as
+    the input file's blank and skipped rows (``input``). Keys already there are replaced."""
+    with store.session() as s:
+        run = s.get(Run, run_id)
+        if run is None:
+            raise StoreError(f"run {run_id} is not in {store.safe_url}")
+        run.stats = {**(run.stats or {}), **extra}

@@ -599,7 +599,8 @@ def test_rubric_bench_on_the_embedded_model_completes_and_stores_results(tmp_pat
     cfg = tmp_path / "tiny.toml"
     # room for the whole schema-bounded grading reply (explanations up to 2,000 characters each): SmolLM2
     # sometimes fills them, and a cut reply is a failed call
-    cfg.write_text("max_tokens = 1500\ntemperature = 0.0\nconcurrency = 2\n[bench]\ngrader_mode = \"all_in_one\"\nn_bootstrap = 100\n")
+    cfg.write_text("max_tokens = 1500\ntemperature = 0.0\nconcurrency = 2\n"
+                   "[bench]\ngrader_mode = \"all_in_one\"\nn_bootstrap = 100\n")
     db = str(tmp_path / "emb.db")
     res = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["--config", str(cfg), "--db", db, "bench", "rubric",
                                                          str(src)])

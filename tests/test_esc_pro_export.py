@@ -56,7 +56,8 @@ def fixture_tree(tree_id: str = "esc-fixture", run_id: str | None = None) -> Tre
     return tree
 
 
-CONFIG = EscSearchConfig()  # q_min 0.5, n_min 2, margin 0.25
+# q_min 0.5, n_min 2, margin 0.25; the margin rule for rejected turns (the default is PROTOCOLS.md's since issue 17)
+CONFIG = EscSearchConfig(rejected_rule="margin")
 
 EXPECTED = [
     {"description": "I lost my job last week.", "scene": "job crisis", "iter": 7, "messages": [
@@ -264,7 +265,9 @@ def chinese_too(responder):
 
 
 def invoke(*args: str):
-    return CliRunner(env={"COLUMNS": "200"}).invoke(app, list(args))
+    # the scripted agents read the English templates; this test is about the export's shape, and
+    # tests/test_prompt_language.py covers the Chinese ESC prompts a Chinese seed gets by default
+    return CliRunner(env={"COLUMNS": "200", "CAREALIGN_ESC__PROMPT_LANGUAGE": "en"}).invoke(app, list(args))
 
 
 def test_esc_search_and_db_export_write_what_csos_converters_read(tmp_path, fake_server):

@@ -45,4 +45,4 @@ def test_a_non_utf8_file_names_the_file(tmp_path):
     bad = tmp_path / "EN_bad.csv"
     bad.write_bytes(b"\xff\xfeText ID,Text\n")
     res = CliRunner().invoke(app, ["data", "mederrbench-instructions", str(bad), "--out", str(tmp_path / "o.jsonl")])
-    assert res.exit_code == 2 and "EN_bad.csv: not valid UTF-8" in res.stderr
+    assert res.exit_code == 2 and "EN_bad.csv:1: not valid UTF-8" in res.stderr and "UTF-16" in res.stderr

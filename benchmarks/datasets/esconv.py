@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from agents.esc import load_strategy_set
 from benchmarks.datasets.instructions import InputError
 from benchmarks.datasets.limits import check_size
+from benchmarks.datasets.rows import decode_utf8
 
 FORMATS = ("esconv-json", "esconv-tsv")
+AUTO = "auto"
 _TSV_TURN = re.compile(r"^(\d+(?:\.\d+)?) ([01]) (\d+) (.*)$", re.DOTALL)
+_TSV_LINE = re.compile(rb"^\s*\d+(?:\.\d+)? [01] \d+ ")
+_EOS = re.compile(r"\s+EOS\s+")
 _TAG = re.compile(r"^\[([^\]]+)\]\s*(.*)$", re.DOTALL)
 
 
@@ -55,7 +60,7 @@ def _check_dialogue(turns: list[dict[str, Any]], where: str) -> None:
         raise InputError(f"{where}: the dialogue has no supporter turn")
 
 
-def read_esconv_json(path: str | Path) -> list[dict[str, Any]]:
+def read_esconv_json(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
     """ESConv JSON (a list of dialogues with ``situation``, ``emotion_type``, ``problem_type`` and
     ``dialog`` = [{speaker: seeker|usr|speaker / supporter|sys|listener, content, annotation}])."""
     path = Path(path)
@@ -88,6 +93,8 @@ def read_esconv_json(path: str | Path) -> list[dict[str, Any]]:
                    "emotion": str(conv.get("emotion_type") or "").strip(),
                    "problem": str(conv.get("problem_type") or "").strip(), "turns": turns}
         records.append({"payload": payload, "external_id": f"{path.name}#{index}", "source": f"{path.name}:{line}"})
+        if limit is not None and len(records) >= limit:  # --limit: the dialogues after these are not read
+            break
     if not records:
         raise InputError(f"{path}: no dialogues (the list is empty)")
     return records
@@ -104,18 +111,19 @@ def read_esconv_tsv(path: str | Path) -> list[dict[str, Any]]:
     text = _read_text(path)
     dialogues: list[tuple[int, dict[int, tuple[str, str, str | None]]]] = []
     current: dict[int, tuple[str, str, str | None]] = {}
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    for lineno, raw in enumerate(text.split("\n"), start=1):  # physical lines, as editors number them
         if not raw.strip():
             continue
         _check_size(f"{path}:{lineno}", len(raw.encode("utf-8")), raw)
         turns = []
-        for k, chunk in enumerate(raw.strip().split(" EOS ")):
+        for k, chunk in enumerate(_EOS.split(raw.strip())):
             m = _TSV_TURN.match(chunk.strip())
             where = f"{path}:{lineno}: turn {k + 1}"
             if m is None:
                 raise InputError(f"{where}: expected '<flag> <speaker 0|1> <turn index> <text>'")
             speaker = "seeker" if m.group(2) == "0" else "supporter"
             body, strategy = " ".join(m.group(4).split()), None
+            _check_not_merged(body, int(m.group(3)), where)
             if speaker == "supporter":
                 tag = _TAG.match(body)
                 if tag is None:
@@ -145,12 +153,49 @@ def read_esconv_tsv(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def read_seeds(path: str | Path, fmt: str) -> list[dict[str, Any]]:
+def _check_not_merged(body: str, index: int, where: str) -> None:
+    """A turn whose text holds the next turn's header (``... 0 0 5 Next``) lost the `` EOS `` between
+    them: reading it as one turn would silently merge two speakers' words."""
+    m = re.search(rf"(?:^|\s)\d+(?:\.\d+)? [01] {index + 1} \S", body)
+    if m is not None:
+        raise InputError(f"{where}: field 'text': holds the start of turn {index + 1} "
+                         f"({body[m.start():m.start() + 30].strip()!r}...): the ' EOS ' separator before it is missing")
+
+
+def detect_format(path: str | Path) -> str:
+    """esconv-json or esconv-tsv, from the file's first non-blank bytes (a JSON list, or a
+    ``<flag> <speaker> <index> `` turn), whatever the file's name."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file does not exist")
+    with open(path, "rb") as fh:
+        head = fh.read(65536).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"["):
+        return "esconv-json"
+    if _TSV_LINE.match(head):
+        return "esconv-tsv"
+    raise InputError(f"{path}:1: neither ESConv JSON (a list of dialogues) nor the ESConv tsv "
+                     "('<flag> <speaker 0|1> <turn index> <text>' turns joined by ' EOS '); give --format")
+
+
+def read_seeds(path: str | Path, fmt: str = AUTO, limit: int | None = None) -> list[dict[str, Any]]:
+    """Seed dialogues; ``fmt`` auto detects the format from the content. ``limit`` keeps the first
+    dialogues: JSON is read no further, a tsv is read whole (a tsv dialogue is only known once the
+    next one begins)."""
+    if fmt == AUTO:
+        fmt = detect_format(path)
+    if fmt == "esconv-json":
+        return read_esconv_json(path, limit)
+    records = _read_seeds(path, fmt)
+    return records[:limit] if limit is not None else records
+
+
+def _read_seeds(path: str | Path, fmt: str) -> list[dict[str, Any]]:
     if fmt == "esconv-json":
         return read_esconv_json(path)
     if fmt == "esconv-tsv":
         return read_esconv_tsv(path)
-    raise InputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    raise InputError(f"unknown format {fmt!r}; choose one of {', '.join((AUTO, *FORMATS))}")
 
 
 def _check_size(where: str, n_bytes: int | None, record: Any) -> None:
@@ -165,31 +210,26 @@ def _read_text(path: Path) -> str:
         raise InputError(f"{path}: file does not exist")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, expected a file")
-    try:
-        return path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise InputError(f"{path}:{line}: not valid UTF-8") from None
+    return decode_utf8(path, path.read_bytes())
 
 
-def _json_array_items(path: Path, text: str) -> list[tuple[int, Any]]:
+def _json_array_items(path: Path, text: str) -> Iterator[tuple[int, Any]]:
     """The elements of a top-level JSON array with the line each starts on."""
     decoder = json.JSONDecoder()
     pos = len(text) - len(text.lstrip())
     if not text.startswith("[", pos):
         raise InputError(f"{path}:1: expected a JSON list of dialogues")
     pos += 1
-    items: list[tuple[int, Any]] = []
     while True:
         while pos < len(text) and text[pos] in " \t\r\n,":
             pos += 1
         if pos >= len(text):
             raise InputError(f"{path}:{text.count(chr(10)) + 1}: invalid JSON: the list is not closed")
         if text[pos] == "]":
-            return items
+            return
         line = text.count("\n", 0, pos) + 1
         try:
             value, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-        items.append((line, value))
+        yield line, value

@@ -3,10 +3,13 @@
 The fact-checking benchmark (PROTOCOLS.md section 4) scores veracity per text and error location
 per flagged text, so every source is read into the same ``FactCheckItem``: MedFact-style JSONL,
 MedErrBench CSVs (the public stand-in for MedFact) and any other CSV or JSONL through a column
-mapping. As with instruction files (``benchmarks.datasets.instructions``), the whole file is validated before anything
-is returned, NUL characters are refused, and every problem is an ``InputError`` reading
-``file:line: field 'x': message`` (CSV lines are physical lines, the header being line 1, so a row
-whose quoted cells span several lines is reported at its first line).
+mapping. As with instruction files (``benchmarks.datasets.instructions``), the rows a command uses
+are validated before anything is returned (all of them, or the first ``limit``), NUL characters are
+refused, and every problem is an ``InputError`` reading ``file:line: field 'x': message`` (CSV
+lines are physical lines, the header being line 1, so a row whose quoted cells span several lines
+is reported at its first line). Blank rows are passed over and counted; a bad row fails the file,
+or with ``on_bad_row`` skip is listed and left out (``benchmarks.datasets.rows.InputReport``). A
+mapping without a location field reads a veracity-only file.
 
 Sentence ids are 0-based, as MedErrBench's ``Error Sentence ID`` (whose -1 means "no error"):
 ``error_sentence_id`` i names ``sentences[i]``, and the sentences are cut the way MedErrBench cuts
@@ -15,18 +18,25 @@ them (``benchmarks.datasets.sentences``), so a sentence-ID match means the same 
 
 from __future__ import annotations
 
-import csv
-import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from benchmarks.datasets.instructions import InputError, Text, read_jsonl
-from benchmarks.datasets.limits import check_size
+from benchmarks.datasets.instructions import InputError, Text, iter_jsonl
 from benchmarks.datasets.mederrbench import REQUIRED
-from benchmarks.datasets.sentences import detect_lang, parse_numbered, split_sentences
+from benchmarks.datasets.rows import InputReport, UniqueIds, file_kind, read_csv_rows
+from benchmarks.datasets.sentences import ResplitCheck, detect_lang, numbered_columns, parse_numbered, split_sentences
 
 MEDERRBENCH_COLUMNS = (*REQUIRED, "Sentences", "Error Sentence ID", "Error Type", "Difficulty")
 # which MedErrBench column each field comes from, so that errors name what the user sees
@@ -38,6 +48,9 @@ _MEDERRBENCH_FIELDS = {
 }
 _EMPTY = ("", "NA")  # how MedErrBench (and most CSV exports) write a missing value
 _INT_FIELDS = ("error_sentence_id", "error_start", "error_end")
+LOCATION_FIELDS = ("error_sentence_id", "error_span", "error_start", "error_end")
+NO_LOCALISATION = ("localisation not available: the mapping gives no error location (error_sentence_id or "
+                   "error_span), so only veracity is scored")
 _MAPPING_OPTIONS = ("label_values", "sentence_id_base")
 
 
@@ -91,17 +104,20 @@ class FactCheckItem(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _consistent(self) -> FactCheckItem:
+    def _consistent(self, info: ValidationInfo) -> FactCheckItem:
+        context = info.context or {}
         if self.label == "correct":
             for name in ("error_sentence_id", "error_span", "error_start", "error_end", "correction"):
                 if getattr(self, name) is not None:
                     raise _FieldError(name, "a correct item must not have an error location or correction")
-        elif self.error_sentence_id is None and self.error_span is None and self.error_start is None:
+        elif (self.error_sentence_id is None and self.error_span is None and self.error_start is None
+              and not context.get("veracity_only")):
             raise _FieldError("error_sentence_id", "an error item needs error_sentence_id or error_span")
         n = len(self.sentences)
         if self.error_sentence_id is not None and not 0 <= self.error_sentence_id < n:
+            hint = context.get("split_hint", "")
             raise _FieldError("error_sentence_id", f"sentence id {self.error_sentence_id} is out of range: "
-                              f"the text has {n} sentences, ids 0 to {n - 1}")
+                              f"the text has {n} sentences, ids 0 to {n - 1}{hint}")
         if (self.error_start is None) != (self.error_end is None):
             raise _FieldError("error_end" if self.error_end is None else "error_start",
                               "give both error_start and error_end, or neither")
@@ -121,10 +137,11 @@ class FactCheckItem(BaseModel):
         return self
 
 
-def _validate(data: dict[str, Any], where: str, columns: dict[str, str] | None = None) -> FactCheckItem:
+def _validate(data: dict[str, Any], where: str, columns: dict[str, str] | None = None,
+              context: dict[str, Any] | None = None) -> FactCheckItem:
     """The item, or an InputError naming the field (as the source column when there is one)."""
     try:
-        return FactCheckItem.model_validate(data)
+        return FactCheckItem.model_validate(data, context=context)
     except ValidationError as exc:
         err = exc.errors()[0]
         cause = (err.get("ctx") or {}).get("error")
@@ -139,59 +156,14 @@ def _validate(data: dict[str, Any], where: str, columns: dict[str, str] | None =
         raise InputError(f"{where}: {what}{msg}") from None
 
 
-def _unique(items: list[FactCheckItem], lines: list[int], path: Path, id_field: str) -> list[FactCheckItem]:
-    """Results are joined to items by id, so two items with one id would silently share a score."""
-    first: dict[str, int] = {}
-    for item, line in zip(items, lines, strict=True):
-        if item.id in first:
-            raise InputError(f"{path}:{line}: field '{id_field}': duplicate id {item.id!r} "
-                             f"(first at line {first[item.id]})")
-        first[item.id] = line
+def _finish(items: list[FactCheckItem], report: InputReport, path: Path) -> list[FactCheckItem]:
+    """The items read, or an error when none is left (a file of blank rows, or every row skipped)."""
+    report.records = len(items)
+    if not items:
+        why = (f"; {len(report.skipped)} rows skipped, first: {report.skipped[0]}" if report.skipped
+               else f" ({report.blank} blank rows)" if report.blank else "")
+        raise InputError(f"{path}: no records{why}")
     return items
-
-
-def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """Header and (first physical line, row) pairs, every row checked for shape and NUL characters."""
-    if not path.exists():
-        raise InputError(f"{path}: file does not exist")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected a CSV file")
-    raw = path.read_bytes()
-    try:
-        content = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise InputError(f"{path}:{line}: not valid UTF-8 (byte offset {exc.start})") from None
-    reader = csv.reader(io.StringIO(content, newline=""))
-    rows: list[tuple[int, dict[str, str]]] = []
-    try:
-        header = next(reader, None)
-        if not header:
-            raise InputError(f"{path}: no records (the file is empty)")
-        header = [h.strip() for h in header]
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        if dupes:
-            raise InputError(f"{path}:1: columns {dupes} appear more than once in the header")
-        start = reader.line_num + 1
-        for cells in reader:
-            line, start = start, reader.line_num + 1
-            if not cells:
-                continue
-            if len(cells) != len(header):
-                raise InputError(f"{path}:{line}: expected {len(header)} fields as in the header, got {len(cells)}")
-            for name, cell in zip(header, cells, strict=True):
-                if "\x00" in cell:
-                    raise InputError(f"{path}:{line}: field '{name}': contains a NUL character (\\u0000)")
-            try:
-                check_size(f"{path}:{line}", sum(len(c.encode("utf-8")) for c in cells), cells)
-            except ValueError as exc:
-                raise InputError(str(exc)) from None
-            rows.append((line, dict(zip(header, cells, strict=True))))
-    except csv.Error as exc:
-        raise InputError(f"{path}:{reader.line_num}: not a readable CSV file: {exc}") from None
-    if not rows:
-        raise InputError(f"{path}: no records (only a header)")
-    return header, rows
 
 
 def _cell(value: str) -> str | None:
@@ -218,60 +190,82 @@ def _lang_of_file(path: Path) -> Literal["zh", "en"] | None:
     return "zh" if prefix in ("CN", "ZH") else "en" if prefix == "EN" else None
 
 
-def read_mederrbench_csv(path: str | Path) -> list[FactCheckItem]:
+def _report(path: Path, report: InputReport | None) -> InputReport:
+    if report is None:
+        return InputReport(str(path))
+    report.path = report.path or str(path)
+    return report
+
+
+def _mederrbench_item(path: Path, line: int, row: dict[str, str], file_lang: str | None) -> FactCheckItem:
+    where = f"{path}:{line}"
+    flag = row["Error Flag"].strip()
+    if flag not in ("0", "1"):
+        raise InputError(f"{where}: field 'Error Flag': expected 0 or 1, got {row['Error Flag']!r}")
+    text = row["Text"].strip()
+    data: dict[str, Any] = {
+        "id": row["Text ID"].strip(), "text": text, "label": "error" if flag == "1" else "correct",
+        "error_sentence_id": _int(row["Error Sentence ID"], where, "Error Sentence ID"),
+        "error_span": _cell(row["Error Sentence"]), "correction": _cell(row["Corrected Sentence"]),
+        "error_type": _cell(row["Error Type"]), "difficulty": (_cell(row["Difficulty"]) or "").capitalize() or None,
+        "lang": file_lang, "source": f"{path.name}:{line}",
+    }
+    if text:
+        try:
+            data["sentences"] = parse_numbered(row["Sentences"], text)
+        except ValueError as exc:
+            raise InputError(f"{where}: field 'Sentences': {exc}") from None
+    return _validate(data, where, _MEDERRBENCH_FIELDS)
+
+
+def read_mederrbench_csv(path: str | Path, report: InputReport | None = None) -> list[FactCheckItem]:
     """MedErrBench rows as items: label from ``Error Flag``, sentences and their ids from
     ``Sentences`` (placed on the text), span from ``Error Sentence``, correction from ``Corrected
-    Sentence``; ``Difficulty`` stripped and capitalised (the files mix "Medium ", "medium")."""
+    Sentence``; ``Difficulty`` stripped and capitalised (the files mix "Medium ", "medium").
+    ``report`` says what to do with bad rows and how many to read (``benchmarks.datasets.rows``)."""
     path = Path(path)
-    header, rows = _read_csv(path)
+    report = _report(path, report)
+    header, rows = read_csv_rows(path, report)
     missing = [c for c in MEDERRBENCH_COLUMNS if c not in header]
     if missing:
         raise InputError(f"{path}:1: not a MedErrBench file, missing columns {missing}")
     file_lang = _lang_of_file(path)
-    items, lines = [], []
+    ids, items = UniqueIds(path, "Text ID"), []
     for line, row in rows:
-        where = f"{path}:{line}"
-        flag = row["Error Flag"].strip()
-        if flag not in ("0", "1"):
-            raise InputError(f"{where}: field 'Error Flag': expected 0 or 1, got {row['Error Flag']!r}")
-        text = row["Text"].strip()
-        data: dict[str, Any] = {
-            "id": row["Text ID"].strip(), "text": text, "label": "error" if flag == "1" else "correct",
-            "error_sentence_id": _int(row["Error Sentence ID"], where, "Error Sentence ID"),
-            "error_span": _cell(row["Error Sentence"]), "correction": _cell(row["Corrected Sentence"]),
-            "error_type": _cell(row["Error Type"]), "difficulty": (_cell(row["Difficulty"]) or "").capitalize() or None,
-            "lang": file_lang, "source": f"{path.name}:{line}",
-        }
-        if text:
-            try:
-                data["sentences"] = parse_numbered(row["Sentences"], text)
-            except ValueError as exc:
-                raise InputError(f"{where}: field 'Sentences': {exc}") from None
-        items.append(_validate(data, where, _MEDERRBENCH_FIELDS))
-        lines.append(line)
-    return _unique(items, lines, path, "Text ID")
+        try:
+            item = _mederrbench_item(path, line, row, file_lang)
+            ids.check(item, line)
+        except InputError as exc:
+            report.bad(exc)
+            continue
+        items.append(item)
+        if report.full(len(items)):
+            break
+    return _finish(items, report, path)
 
 
-class _Record(BaseModel):
-    """Any JSON object: lets ``benchmarks.datasets.instructions.read_jsonl`` do the line, UTF-8 and JSON checks."""
-
-    model_config = ConfigDict(extra="allow")
+def _jsonl_records(path: Path, report: InputReport) -> Iterator[tuple[int, dict[str, Any]]]:
+    return iter_jsonl(path, report)
 
 
-def _jsonl_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    return [(line, dict(rec.model_extra or {})) for line, rec in read_jsonl(path, _Record)]
-
-
-def read_medfact_jsonl(path: str | Path) -> list[FactCheckItem]:
+def read_medfact_jsonl(path: str | Path, report: InputReport | None = None) -> list[FactCheckItem]:
     """JSONL in the ``FactCheckItem`` schema, one object a line; ``sentences`` split from the text
     when absent, ``source`` set to file:line when absent."""
     path = Path(path)
-    items, lines = [], []
-    for line, data in _jsonl_records(path):
+    report = _report(path, report)
+    ids, items = UniqueIds(path, "id"), []
+    for line, data in _jsonl_records(path, report):
         data.setdefault("source", f"{path.name}:{line}")
-        items.append(_validate(data, f"{path}:{line}"))
-        lines.append(line)
-    return _unique(items, lines, path, "id")
+        try:
+            item = _validate(data, f"{path}:{line}")
+            ids.check(item, line)
+        except InputError as exc:
+            report.bad(exc)
+            continue
+        items.append(item)
+        if report.full(len(items)):
+            break
+    return _finish(items, report, path)
 
 
 def _check_mapping(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -332,82 +326,103 @@ def _scalar(value: Any) -> Any:
     return str(value) if isinstance(value, int | float) else value
 
 
-def read_mapped(path: str | Path, mapping: dict[str, Any]) -> list[FactCheckItem]:
+def _mapped_data(path: Path, line: int, record: dict[str, Any], mapping: dict[str, Any],
+                 columns: dict[str, str]) -> dict[str, Any]:
+    where = f"{path}:{line}"
+    labels: dict[str, str] | None = mapping.get("label_values")
+    data: dict[str, Any] = {"source": f"{path.name}:{line}", "id": f"{path.stem}-{line}"}
+    for field, column in columns.items():
+        if column not in record:
+            if field in ("text", "label", "id"):
+                raise InputError(f"{where}: field '{field}': mapped key {column!r} is missing")
+            continue
+        value = _scalar(record[column]) if field != "text" else record[column]
+        if isinstance(value, str) and field != "text":
+            value = value.strip()
+            if field not in ("id", "label", "sentences") and value in _EMPTY:
+                continue
+        if field in _INT_FIELDS:
+            value = _int(value, where, column)
+            if field == "error_sentence_id" and value is not None:
+                value -= mapping.get("sentence_id_base", 0)
+        elif field == "label" and labels is not None:
+            if value not in labels:
+                raise InputError(f"{where}: field '{column}': value {value!r} is not in label_values "
+                                 f"({', '.join(map(repr, labels))})")
+            value = labels[value]
+        elif field == "lang" and isinstance(value, str):
+            value = value.lower()
+        data[field] = value
+    if isinstance(data.get("sentences"), str) and isinstance(data.get("text"), str):
+        try:
+            data["sentences"] = parse_numbered(data["sentences"], data["text"])
+        except ValueError as exc:
+            raise InputError(f"{where}: field '{columns['sentences']}': {exc}") from None
+    return data
+
+
+def read_mapped(path: str | Path, mapping: dict[str, Any], report: InputReport | None = None) -> list[FactCheckItem]:
     """Any CSV or JSONL as items, through ``mapping`` (field -> source column, plus ``label_values``
     and ``sentence_id_base``). Empty and "NA" values of optional fields count as absent; items
     without a mapped id are named file-stem-line; a mapped ``sentences`` column is an indexed list
-    as in MedErrBench (or, in JSONL, a list of strings)."""
+    as in MedErrBench (or, in JSONL, a list of strings). A mapping with no location field
+    (``error_sentence_id``, ``error_span``, offsets) reads a veracity-only file: its error items
+    carry no location, and localisation is reported as not available."""
     path = Path(path)
+    report = _report(path, report)
     mapping = _check_mapping(mapping)
     columns = {k: v for k, v in mapping.items() if k not in _MAPPING_OPTIONS}
-    if _kind(path) == "jsonl":
-        records = _jsonl_records(path)
+    context: dict[str, Any] = {}
+    if not any(f in columns for f in LOCATION_FIELDS):
+        context["veracity_only"] = True
+        report.notes.append(NO_LOCALISATION)
+    if "sentences" not in columns:
+        context["split_hint"] = (" (the texts were split here: the mapping has no 'sentences'; if the file numbers "
+                                 "its sentences in a column, map it with sentences=<column>)")
+    resplit = None
+    if file_kind(path) == "jsonl":
+        records: Any = _jsonl_records(path, report)
     else:
-        header, records = _read_csv(path)
+        header, records = read_csv_rows(path, report)
         for field, column in columns.items():
             if column not in header:
                 raise InputError(f"{path}:1: field '{field}': mapped column {column!r} is not in the header "
                                  f"(columns: {', '.join(header)})")
-    labels: dict[str, str] | None = mapping.get("label_values")
-    items, lines = [], []
+        if "sentences" not in columns and "error_sentence_id" in columns and numbered_columns(header, columns):
+            resplit = ResplitCheck(numbered_columns(header, columns))
+    ids, items = UniqueIds(path, columns.get("id", "id")), []
     for line, record in records:
-        where = f"{path}:{line}"
-        data: dict[str, Any] = {"source": f"{path.name}:{line}", "id": f"{path.stem}-{line}"}
-        for field, column in columns.items():
-            if column not in record:
-                if field in ("text", "label", "id"):
-                    raise InputError(f"{where}: field '{field}': mapped key {column!r} is missing")
-                continue
-            value = _scalar(record[column]) if field != "text" else record[column]
-            if isinstance(value, str) and field != "text":
-                value = value.strip()
-                if field not in ("id", "label", "sentences") and value in _EMPTY:
-                    continue
-            if field in _INT_FIELDS:
-                value = _int(value, where, column)
-                if field == "error_sentence_id" and value is not None:
-                    value -= mapping.get("sentence_id_base", 0)
-            elif field == "label" and labels is not None:
-                if value not in labels:
-                    raise InputError(f"{where}: field '{column}': value {value!r} is not in label_values "
-                                     f"({', '.join(map(repr, labels))})")
-                value = labels[value]
-            elif field == "lang" and isinstance(value, str):
-                value = value.lower()
-            data[field] = value
-        if isinstance(data.get("sentences"), str) and isinstance(data.get("text"), str):
-            try:
-                data["sentences"] = parse_numbered(data["sentences"], data["text"])
-            except ValueError as exc:
-                raise InputError(f"{where}: field '{columns['sentences']}': {exc}") from None
-        items.append(_validate(data, where, columns))
-        lines.append(line)
-    return _unique(items, lines, path, columns.get("id", "id"))
+        try:
+            item = _validate(_mapped_data(path, line, record, mapping, columns), f"{path}:{line}", columns, context)
+            ids.check(item, line)
+        except InputError as exc:
+            report.bad(exc)
+            continue
+        if resplit is not None:
+            resplit.compare(line, record, item)
+        items.append(item)
+        if report.full(len(items)):
+            break
+    if resplit is not None:
+        report.warnings += resplit.warnings(path)
+    return _finish(items, report, path)
 
 
-def _kind(path: Path) -> str:
-    """"jsonl" or "csv", by extension, else by the first character of the file."""
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return "jsonl"
-    if suffix == ".csv" or not path.is_file():
-        return "csv"
-    with open(path, "rb") as fh:
-        head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-    return "jsonl" if head.startswith(b"{") else "csv"
-
-
-def load_dataset(path: str | Path, mapping: dict[str, Any] | str | None = None) -> list[FactCheckItem]:
+def load_dataset(path: str | Path, mapping: dict[str, Any] | str | None = None,
+                 report: InputReport | None = None) -> list[FactCheckItem]:
     """Items from any supported file: through ``mapping`` (a dict or a ``parse_mapping`` string)
-    when given, else MedFact JSONL or a MedErrBench CSV (recognised by its header)."""
+    when given, else MedFact JSONL or a MedErrBench CSV (recognised by its header). ``report``
+    (``benchmarks.datasets.rows.InputReport``) sets ``on_bad_row`` and ``limit`` and collects what
+    was skipped; without one a bad row fails the whole file."""
     path = Path(path)
+    report = _report(path, report)
     if mapping is not None:
-        return read_mapped(path, parse_mapping(mapping) if isinstance(mapping, str) else mapping)
-    if _kind(path) == "jsonl":
-        return read_medfact_jsonl(path)
-    header, _ = _read_csv(path)
+        return read_mapped(path, parse_mapping(mapping) if isinstance(mapping, str) else mapping, report)
+    if file_kind(path) == "jsonl":
+        return read_medfact_jsonl(path, report)
+    header, _ = read_csv_rows(path, InputReport(str(path)))
     missing = [c for c in MEDERRBENCH_COLUMNS if c not in header]
     if missing:
         raise InputError(f"{path}:1: not a MedErrBench file (missing columns {missing}); other CSV files need "
                          "a column mapping such as 'text=<column>,label=<column>,label_values=1:error;0:correct'")
-    return read_mederrbench_csv(path)
+    return read_mederrbench_csv(path, report)

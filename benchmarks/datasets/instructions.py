@@ -8,7 +8,7 @@ and the whole file is read first, so a bad line never leaves half an input set i
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -67,6 +67,51 @@ def _checked(check: Callable[..., None], *args: Any) -> None:
         raise InputError(str(exc)) from None
 
 
+def iter_jsonl(path: str | Path, report: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, JSON object) of each non-blank line, read lazily: a line that is not a JSON
+    object, not UTF-8 or over the size limits goes to ``report.bad`` (a
+    ``benchmarks.datasets.rows.InputReport``: raise, or list it and read on); blank lines are
+    counted in ``report.blank``."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file does not exist")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a JSONL file")
+    lines = path.read_bytes().split(b"\n")
+    if lines and not lines[-1]:  # the newline that ends the last line opens no line
+        lines.pop()
+    for lineno, line in enumerate(lines, start=1):
+        try:
+            data = _json_line(path, lineno, line)
+        except InputError as exc:
+            report.bad(exc)
+            continue
+        if data is None:
+            report.blank += 1
+            continue
+        yield lineno, data
+
+
+def _json_line(path: Path, lineno: int, line: bytes) -> dict[str, Any] | None:
+    """One line's object, None for a blank line; InputError naming the line otherwise."""
+    _checked(check_size, f"{path}:{lineno}", len(line))
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}:{lineno}: not valid UTF-8 (byte {exc.start} of the line)") from None
+    text = text.strip().lstrip("\ufeff")
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}")
+    _checked(check_size, f"{path}:{lineno}", None, data)
+    return data
+
+
 def read_jsonl(path: str | Path, model: type[BaseModel]) -> list[tuple[int, BaseModel]]:
     """Parse and validate every line (sizes within ``benchmarks.datasets.limits``); returns
     (line number, record). Blank lines are skipped."""
@@ -78,46 +123,85 @@ def read_jsonl(path: str | Path, model: type[BaseModel]) -> list[tuple[int, Base
     raw = path.read_bytes()
     records: list[tuple[int, BaseModel]] = []
     for lineno, line in enumerate(raw.split(b"\n"), start=1):
-        _checked(check_size, f"{path}:{lineno}", len(line))
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path}:{lineno}: not valid UTF-8 (byte {exc.start} of the line)") from None
-        text = text.strip().lstrip("\ufeff")
-        if not text:
+        data = _json_line(path, lineno, line)
+        if data is None:
             continue
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}")
-        _checked(check_size, f"{path}:{lineno}", None, data)
         try:
             records.append((lineno, model.model_validate(data)))
         except ValidationError as exc:
-            err = exc.errors()[0]
-            # drop pydantic's union-member tags (``list[dict[str, any]]``) from the field path
-            field = ".".join(str(p) for p in err["loc"] if "[" not in str(p))
-            what = f"field '{field}': " if field else ""
-            msg = err["msg"].removeprefix("Value error, ")
-            raise InputError(f"{path}:{lineno}: {what}{msg}") from None
+            raise InputError(f"{path}:{lineno}: {_first_error(exc)}") from None
     if not records:
         raise InputError(f"{path}: no records (the file is empty)")
     return records
 
 
-def read_instructions(path: str | Path) -> list[dict[str, Any]]:
-    """Instruction records ready for ``store.records.upsert_items``."""
-    out = []
-    for lineno, ins in read_jsonl(path, Instruction):
-        assert isinstance(ins, Instruction)
-        out.append({
-            "payload": ins.payload(),
-            "external_id": None if ins.id is None else str(ins.id),
-            "source": f"{Path(path).name}:{lineno}",
-        })
+def read_records(path: str | Path, model: type[BaseModel], convert: Callable[[int, Any], dict[str, Any]],
+                 mapping: str | None = None, report: Any = None) -> list[dict[str, Any]]:
+    """``convert(line, validated record)`` of each line of an instruction file: lines through ``mapping`` (see
+    ``benchmarks.datasets.instruction_mapping``) or, recognised by their keys, HealthBench's own; a
+    bad line goes to ``report`` (``benchmarks.datasets.rows.InputReport``: fail or skip), and
+    reading stops at its ``limit``. Keys the model has no field for are dropped from HealthBench
+    lines (``generate`` has no use for a rubric). ``convert`` may raise ``InputError``: a bad line too."""
+    from benchmarks.datasets.instruction_mapping import (
+        MappingError,
+        healthbench_record,
+        is_healthbench,
+        mapped_record,
+        parse_instruction_mapping,
+    )
+    from benchmarks.datasets.rows import InputReport
+
+    path = Path(path)
+    report = report if report is not None else InputReport(str(path))
+    try:
+        fields = parse_instruction_mapping(mapping) if mapping else None
+    except MappingError as exc:
+        raise InputError(str(exc)) from None
+    out: list[dict[str, Any]] = []
+    for lineno, data in iter_jsonl(path, report):
+        try:
+            if fields is not None:
+                data = mapped_record(data, fields)
+            elif is_healthbench(data):
+                data = {k: v for k, v in healthbench_record(data).items() if k in model.model_fields}
+            out.append(convert(lineno, model.model_validate(data)))
+        except MappingError as exc:
+            report.bad(InputError(f"{path}:{lineno}: {exc}"))
+            continue
+        except ValidationError as exc:
+            hint = ("; a line in another shape needs --mapping (e.g. Alpaca's prompt=instruction,input=input)"
+                    if fields is None and not {"prompt", "messages"} & set(data) else "")
+            report.bad(InputError(f"{path}:{lineno}: {_first_error(exc)}{hint}"))
+            continue
+        except InputError as exc:
+            report.bad(exc)
+            continue
+        if report.full(len(out)):
+            break
+    report.records = len(out)
+    if not out:
+        why = f"; {len(report.skipped)} lines skipped, first: {report.skipped[0]}" if report.skipped else ""
+        raise InputError(f"{path}: no records (the file is empty){why}")
     return out
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    # drop pydantic's union-member tags (``list[dict[str, any]]``) from the field path
+    field = ".".join(str(p) for p in err["loc"] if "[" not in str(p))
+    what = f"field '{field}': " if field else ""
+    return what + err["msg"].removeprefix("Value error, ")
+
+
+def read_instructions(path: str | Path, mapping: str | None = None, report: Any = None) -> list[dict[str, Any]]:
+    """Instruction records ready for ``store.records.upsert_items`` (``mapping`` and ``report`` as
+    in ``read_records``)."""
+
+    def record(lineno: int, ins: Instruction) -> dict[str, Any]:
+        return {"payload": ins.payload(), "external_id": None if ins.id is None else str(ins.id),
+                "source": f"{Path(path).name}:{lineno}"}
+
+    return read_records(path, Instruction, record, mapping, report)
 
 
 class RubricInstruction(Instruction):
@@ -152,7 +236,8 @@ RubricLookup = Callable[[list[dict[str, Any]]], tuple[int, dict[str, Any]] | Non
 
 
 def read_rubric_instructions(path: str | Path, lookup: RubricLookup | None = None,
-                             require_rubric: bool = True) -> list[dict[str, Any]]:
+                             require_rubric: bool = True, mapping: str | None = None,
+                             report: Any = None) -> list[dict[str, Any]]:
     """Instructions with rubrics, each payload carrying the rubric in native form (HealthBench
     items are converted once here, their points and tags kept for export). A line without a rubric
     gets the approved rubric ``lookup`` finds for its conversation (its id kept as ``rubric_id``);
@@ -160,9 +245,7 @@ def read_rubric_instructions(path: str | Path, lookup: RubricLookup | None = Non
     payload has no rubric: ``carealign rubrics draft`` writes one)."""
     from agents.roles import conversation_of
 
-    out = []
-    for lineno, ins in read_jsonl(path, RubricInstruction):
-        assert isinstance(ins, RubricInstruction)
+    def record(lineno: int, ins: RubricInstruction) -> dict[str, Any]:
         payload = ins.payload()
         rubric = ins.parsed_rubric()
         if rubric is not None:
@@ -177,6 +260,7 @@ def read_rubric_instructions(path: str | Path, lookup: RubricLookup | None = Non
                     f"{path}:{lineno}: field 'rubric': missing, and the store has no approved rubric for this "
                     "instruction (draft one with `carealign rubrics draft`, approve it with "
                     "`carealign rubrics review`)")
-        out.append({"payload": payload, "external_id": None if ins.id is None else str(ins.id),
-                    "source": f"{Path(path).name}:{lineno}"})
-    return out
+        return {"payload": payload, "external_id": None if ins.id is None else str(ins.id),
+                "source": f"{Path(path).name}:{lineno}"}
+
+    return read_records(path, RubricInstruction, record, mapping, report)

@@ -11,6 +11,7 @@ wording lives in ``benchmarks/datasets/data/mederrbench.json``.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -50,26 +51,29 @@ def mederrbench_instructions(path: str | Path, limit: int | None = None) -> list
     lang = language_of(path)
     try:
         return _read(path, lang, limit)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not valid UTF-8 (byte offset {exc.start})") from None
     except csv.Error as exc:
         raise InputError(f"{path}: not a readable CSV file: {exc}") from None
 
 
 def _read(path: Path, lang: str, limit: int | None) -> list[dict[str, Any]]:
+    from benchmarks.datasets.rows import decode_utf8
+
     out: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(f"{path}: not a MedErrBench file, missing columns {missing}")
-        for lineno, row in enumerate(reader, start=2):
-            if row["Error Flag"].strip() not in ("0", "1"):
-                raise InputError(f"{path}:{lineno}: field 'Error Flag': expected 0 or 1, got {row['Error Flag']!r}")
-            out.append({"id": row["Text ID"], "prompt": TEXTS["prompt"][lang].format(text=row["Text"].strip()),
-                        "lang": lang, "rubric": rubric_for(row, lang),
-                        "meta": {"source": "mederrbench", "error_flag": int(row["Error Flag"]),
-                                 "error_type": row.get("Error Type", "").strip()}})
-            if limit is not None and len(out) >= limit:
-                break
+    reader = csv.DictReader(io.StringIO(decode_utf8(path, path.read_bytes()), newline=""))
+    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+    if missing:
+        raise InputError(f"{path}: not a MedErrBench file, missing columns {missing}")
+    start = reader.line_num + 1
+    for row in reader:
+        lineno, start = start, reader.line_num + 1
+        if all(not (v or "").strip() for v in row.values() if isinstance(v, str)):
+            continue  # a row of bare commas (spreadsheet exports end with hundreds)
+        if row["Error Flag"].strip() not in ("0", "1"):
+            raise InputError(f"{path}:{lineno}: field 'Error Flag': expected 0 or 1, got {row['Error Flag']!r}")
+        out.append({"id": row["Text ID"], "prompt": TEXTS["prompt"][lang].format(text=row["Text"].strip()),
+                    "lang": lang, "rubric": rubric_for(row, lang),
+                    "meta": {"source": "mederrbench", "error_flag": int(row["Error Flag"]),
+                             "error_type": row.get("Error Type", "").strip()}})
+        if limit is not None and len(out) >= limit:
+            break
     return out

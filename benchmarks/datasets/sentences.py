@@ -23,7 +23,10 @@ onto the text, so the sentences it returns are the text's own words cut at MedEr
 from __future__ import annotations
 
 import re
-from typing import Literal
+from pathlib import Path
+from typing import Any
+
+from agents.language import detect_lang  # one rule for the readers and the prompts
 
 _CLOSERS = r"(?:[\"'”’」』）)\]]|‚Äù|‚Äô)*"  # closing quotes and brackets, and their mojibake
 _ZH_END = re.compile(r"[。！？!?]+(?![”’」』）)\]\"'])")
@@ -33,17 +36,6 @@ _ABBREV = re.compile(r"(?:^|\s)(?:U\.S|lbs?|e\.g|i\.e|vs|Dr|Mr|Mrs|Ms|approx|etc
 # a capital initial such as "E." in "E. coli", unless it names a figure or panel ("Figure A. most")
 _INITIAL = re.compile(r"(?:^|\s)(?!(?:Figure|figure|Image|image|Panel|panel|Table|table)\s)\S+\s+[A-Z]\.$")
 _PROSE_LINE = re.compile(rf"[A-Z]\S*(?:\s+\S+){{2,}}[.?!]{_CLOSERS}$")
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
-_LETTER = re.compile(r"[A-Za-z\u3400-\u4dbf\u4e00-\u9fff]")
-
-
-def detect_lang(text: str) -> Literal["zh", "en"]:
-    """"zh" when at least a fifth of the letters are CJK ideographs (Chinese clinical texts are full
-    of Latin abbreviations such as CRP or mmol/L), else "en"."""
-    letters = len(_LETTER.findall(text))
-    return "zh" if letters and len(_CJK.findall(text)) >= 0.2 * letters else "en"
-
-
 def _zh_cuts(text: str) -> list[tuple[int, int]]:
     cuts = [(m.end(), m.end()) for m in _ZH_END.finditer(text)]
     cuts += [(m.start(), m.end()) for m in re.finditer(r"\s*\n\s*", text)]
@@ -162,14 +154,26 @@ def _inline(column: str, text: str | None) -> list[str]:
 
 
 def _lines(column: str) -> list[str] | None:
+    """One indexed sentence per line (the Chinese files), or None when the column is not in that
+    form. A column most of whose lines carry their index, but not every one, is that form with a
+    line that lost its number: said so, rather than read as inline indices and misnumbered."""
     lines = [ln for ln in column.split("\n") if ln.strip()]
-    out = []
-    for i, line in enumerate(lines):
-        m = re.match(rf"\s*{i}(?: |$)(.*)$", line, re.S)
+    out: list[str] = []
+    unnumbered: list[tuple[int, str]] = []
+    for n, line in enumerate(lines, start=1):
+        m = re.match(rf"\s*{len(out)}(?: |$)(.*)$", line, re.S)
         if m is None:
-            return None
-        out.append(m.group(1).strip())
-    return out
+            unnumbered.append((n, line.strip()))
+        else:
+            out.append(m.group(1).strip())
+    if not unnumbered:
+        return out
+    if len(out) >= 2 and len(out) >= len(lines) / 2:
+        n, line = unnumbered[0]
+        more = f" ({len(unnumbered)} such lines)" if len(unnumbered) > 1 else ""
+        raise ValueError(f"line {n} of the cell has no sentence number (expected it to start "
+                         f"with {n - 1}): {line[:60]!r}{more}")
+    return None
 
 
 def _align(sentences: list[str], text: str) -> list[str] | None:
@@ -212,3 +216,46 @@ def parse_numbered(column: str, text: str | None = None) -> list[str]:
         raise ValueError("has an empty sentence")
     aligned = _align(raw, text) if text else None
     return aligned if aligned is not None else raw
+
+
+def numbered_columns(header: list[str], columns: dict[str, str]) -> list[str]:
+    """Unmapped columns that may number the sentences (a 'Sentences' column the mapping left out)."""
+    used = set(columns.values())
+    return [h for h in header if h not in used and "sentence" in h.casefold() and "id" not in h.casefold().split()]
+
+
+class ResplitCheck:
+    """Without ``sentences`` in the mapping the texts are split here; when the file has its own
+    numbered sentence column, count the rows whose numbering differs (their ids may then point at
+    other words) and warn once, naming the column to map."""
+
+    def __init__(self, candidates: list[str]) -> None:
+        self.candidates = candidates
+        self.differ: dict[str, list[int]] = {c: [] for c in candidates}
+        self.compared = 0
+
+    def compare(self, line: int, record: dict[str, Any], item: Any) -> None:
+        if item.label != "error":
+            return
+        self.compared += 1
+        for column in self.candidates:
+            value = record.get(column)
+            if not isinstance(value, str) or not value.strip():
+                continue
+            try:
+                theirs = parse_numbered(value, item.text)
+            except ValueError:  # not a numbered list (an 'Error Sentence' column): nothing to compare
+                continue
+            if theirs != item.sentences:
+                self.differ[column].append(line)
+
+    def warnings(self, path: Path) -> list[str]:
+        out = []
+        for column, lines in self.differ.items():
+            if lines:
+                shown = ", ".join(map(str, lines[:5])) + (" ..." if len(lines) > 5 else "")
+                out.append(f"{path}: the mapping has no 'sentences', so texts were split here, and in {len(lines)} of "
+                           f"{self.compared} error rows the sentences differ from the file's column {column!r} "
+                           f"(lines {shown}): their sentence ids may point at other sentences; map it with "
+                           f"sentences={column}")
+        return out

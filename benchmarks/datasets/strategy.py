@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from agents.esc import DATA_DIR
+from benchmarks.datasets.esconv import detect_format
 from benchmarks.datasets.instructions import InputError
+from benchmarks.datasets.rows import decode_utf8
 from benchmarks.strategy_metrics import DEFAULT_ALIASES, normalise_strategy, strategy_report
 
 STRATEGY_SETS_DIR = DATA_DIR  # the shipped sets live with the agents that use them
@@ -153,10 +155,12 @@ def read_strategy_dialogues(path: str | Path, strategies: list[dict[str, str]], 
         raise InputError(f"{path}: file does not exist")
     if unknown_gold not in ("error", "skip"):
         raise ValueError(f"unknown_gold must be 'error' or 'skip' (got {unknown_gold!r})")
-    try:
-        found = _json_items(path) if path.suffix.lower() == ".json" else _tsv_items(path)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not valid UTF-8 (byte offset {exc.start})") from None
+    decode_utf8(path, path.read_bytes())  # a byte that is not UTF-8 is named by its line
+    try:  # by content, whatever the file's name; a file that is neither is read (and refused) as tsv
+        is_json = detect_format(path) == "esconv-json"
+    except InputError:
+        is_json = path.suffix.lower() == ".json"
+    found = _json_items(path) if is_json else _tsv_items(path)
     names = [s["name"] for s in strategies]
     records, skipped = [], {}
     for where, payload in found:

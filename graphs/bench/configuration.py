@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field
 
+from agents.language import PromptLanguage
 from benchmarks.datasets.medication import ABSTAIN_PHRASES, TASKS
 from graphs.common.config import PipelineConfig
 
@@ -16,12 +17,18 @@ MedicationTask = Literal["indication", "dosage_administration", "contraindicated
 class BenchConfig(PipelineConfig):
     """Evaluation benches (``carealign bench``); unpublished constants are settings with defaults."""
 
+    prompt_language: PromptLanguage = Field(
+        "auto", description="language of every prompt: auto = each item's own (its 'lang' field, else detected "
+        "from its text), or en / zh for all items")
+
     # bench rubric
     rubric_mode: Literal["score", "pairwise", "meta"] = Field(
         "score", description="score (HealthBench) | pairwise (judge pairs) | meta (grader vs physicians)")
     grader_mode: Literal["per_criterion", "all_in_one"] = Field(
         "per_criterion", description="one grader call per rubric item, or all items in one call")
     n_bootstrap: int = Field(1000, ge=1, description="HealthBench bootstrap resamples")
+    reward_model_batch_size: int = Field(32, ge=1, description="rows per forward pass when a trained reward model "
+                                         "judges the pairs (--reward-model)")
     pairwise_swap: bool = Field(True, description="judge each pair in both orders; a preference counts only "
                                 "when both agree (position-bias control, twice the calls)")
     # bench strategy

@@ -4,6 +4,7 @@
         START -> sample_answer -> grade_answer -> END        (score)
         START -> judge_pair -> END                          (pairwise)
         START -> grade_completion -> END                    (meta)
+        START -> score_pair -> END                          (pairwise, judged by a trained reward model)
     strategy (Kang et al. 2024, PROTOCOLS.md 3):
         START -> choose_strategy -> END
     medication (ChiDrug, PROTOCOLS.md 5):
@@ -26,6 +27,7 @@ from langgraph.types import Send
 from graphs.bench.medication_build_nodes import MedicationBuildDeps, MedicationBuildNodes, build_summary
 from graphs.bench.medication_nodes import MedicationBenchDeps, MedicationNodes
 from graphs.bench.results import OnItem, run_bench, run_job
+from graphs.bench.reward_model_nodes import RewardModelBenchDeps, RewardModelNodes
 from graphs.bench.rubric_nodes import RubricBenchDeps, RubricNodes
 from graphs.bench.state import (
     MedicationBenchState,
@@ -77,6 +79,10 @@ def build_strategy_graph(deps: StrategyBenchDeps | None = None):
     return _one_node(StrategyBenchState, "choose_strategy", StrategyNodes(deps).choose_strategy)
 
 
+def build_reward_model_graph(deps: RewardModelBenchDeps | None = None):
+    return _one_node(RubricBenchState, "score_pair", RewardModelNodes(deps).score_pair)
+
+
 def build_medication_graph(deps: MedicationBenchDeps | None = None):
     return _one_node(MedicationBenchState, "answer_item", MedicationNodes(deps).answer_item)
 
@@ -101,6 +107,14 @@ async def run_rubric_bench(deps: RubricBenchDeps, records: list[dict[str, Any]],
     """Run the bench, then store and return the summary (None when no item has a result)."""
     return await run_bench(deps.job, build_rubric_graph(deps), records, run_config, deps.engines,
                            RubricNodes(deps).summarise, redo=redo, on_item=on_item)
+
+
+async def run_reward_model_bench(deps: RewardModelBenchDeps, records: list[dict[str, Any]],
+                                 run_config: dict[str, Any], *, redo: bool = False,
+                                 on_item: OnItem | None = None) -> Summary:
+    """The pairwise bench judged by a reward model; stores and returns the summary."""
+    return await run_bench(deps.job, build_reward_model_graph(deps), records, run_config, {},
+                           RewardModelNodes(deps).summarise, redo=redo, on_item=on_item)
 
 
 async def run_strategy_bench(deps: StrategyBenchDeps, records: list[dict[str, Any]], run_config: dict[str, Any], *,

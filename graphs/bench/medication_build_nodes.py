@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from agents.engine import CallContext, LLMEngine
 from agents.errors import LLMCallFailed
 from agents.medication_roles import LabelChecker, MedicationItemWriter
-from agents.prompts import prompt_hash
+from agents.prompts import prompt_hashes
 from benchmarks.datasets.medication import TASK_SECTIONS, DrugLabel, normalise_words
 from graphs.bench.configuration import BenchConfig
 from graphs.bench.results import BenchJob
@@ -52,7 +52,7 @@ class MedicationBuildDeps:
         return sha256_of({
             "kind": "bench-medication-build", "dataset": self.dataset, "settings": settings,
             "writer": [self.writer.model, self.writer.request_params()], "checker": self.checker.model,
-            "prompts": [prompt_hash(MedicationItemWriter.prompt), prompt_hash(LabelChecker.prompt)],
+            "prompts": [prompt_hashes(MedicationItemWriter.prompt), prompt_hashes(LabelChecker.prompt)],
         })[:32]
 
     @property
@@ -76,11 +76,12 @@ class MedicationBuildNodes:
 
     @cached_property
     def writer(self) -> MedicationItemWriter:
-        return MedicationItemWriter(self.deps.writer, self.deps.config.build_temperature)
+        return MedicationItemWriter(self.deps.writer, self.deps.config.build_temperature,
+                                    self.deps.config.prompt_language)
 
     @cached_property
     def checker(self) -> LabelChecker:
-        return LabelChecker(self.deps.checker)
+        return LabelChecker(self.deps.checker, self.deps.config.prompt_language)
 
     def write_tasks(self, state: MedicationBuildState) -> list[WriteTask]:
         """One task per configured ChiDrug task whose label section is present, per format."""
@@ -99,7 +100,7 @@ class MedicationBuildNodes:
         where = f"{task['task']}/{task['format']}"
         try:
             w = await self.writer.write(label["drug"], task["task"], section, text, label["other_drugs"], n_options,
-                                        ctx, seed=d.seed)
+                                        ctx, seed=d.seed, lang=label.get("lang"))
         except LLMCallFailed as exc:
             return {"failures": [f"write {where}: {exc.reason}"]}
         calls = [w.call_id]
@@ -107,7 +108,8 @@ class MedicationBuildNodes:
             supported, reason = False, "the evidence quote is not in the label section"
         else:
             try:
-                supported, reason, check_call = await self.checker.check(label["drug"], section, text, w, ctx)
+                supported, reason, check_call = await self.checker.check(label["drug"], section, text, w, ctx,
+                                                                         label.get("lang"))
             except LLMCallFailed as exc:
                 return {"failures": [f"check {where}: {exc.reason}"]}
             calls.append(check_call)

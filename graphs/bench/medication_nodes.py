@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from agents.engine import CallContext, LLMEngine
 from agents.errors import LLMCallFailed
 from agents.medication_roles import MedicationAnswerer, OpenAnswerGrader
-from agents.prompts import prompt_hash
+from agents.prompts import prompt_hashes
 from benchmarks.datasets.medication import is_abstention, medication_metrics
 from graphs.bench.configuration import BenchConfig
 from graphs.bench.results import BenchJob
@@ -49,7 +49,7 @@ class MedicationBenchDeps:
                                                                          self.model.request_params()],
             "grader": self.grader.model, "ask_confidence": self.config.ask_confidence, "seed": self.seed,
             "abstain": list(self.config.abstain_phrases),
-            "prompts": [prompt_hash(MedicationAnswerer.prompt), prompt_hash(OpenAnswerGrader.prompt)],
+            "prompts": [prompt_hashes(MedicationAnswerer.prompt), prompt_hashes(OpenAnswerGrader.prompt)],
         })[:32]
 
     @property
@@ -65,11 +65,11 @@ class MedicationNodes:
 
     @cached_property
     def answerer(self) -> MedicationAnswerer:
-        return MedicationAnswerer(self.deps.model, self.deps.config.ask_confidence)
+        return MedicationAnswerer(self.deps.model, self.deps.config.ask_confidence, self.deps.config.prompt_language)
 
     @cached_property
     def grader(self) -> OpenAnswerGrader:
-        return OpenAnswerGrader(self.deps.grader)
+        return OpenAnswerGrader(self.deps.grader, self.deps.config.prompt_language)
 
     async def answer_item(self, state: MedicationBenchState) -> dict[str, Any]:
         d = self.deps
@@ -88,7 +88,7 @@ class MedicationNodes:
         else:
             try:
                 correct, explanation, grade_call = await self.grader.grade(item["question"], item["answer"],
-                                                                           a.answer, ctx)
+                                                                           a.answer, ctx, item.get("lang"))
             except LLMCallFailed as exc:
                 return {"failures": [f"grade: {exc.reason}"], "outcome": "failed: not graded"}
             calls.append(grade_call)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from agents.bench_roles import PairwiseJudge
 from agents.engine import CallContext, LLMEngine
 from agents.errors import LLMCallFailed
-from agents.prompts import prompt_hash
+from agents.prompts import prompt_hashes
 from agents.roles import AnswerGenerator, conversation_of
 from agents.rubric import CriterionKind, Rubric, RubricCriterion, from_healthbench
 from agents.rubric_grader import RubricGrader
@@ -61,7 +61,7 @@ class RubricBenchDeps:
             "swap": c.pairwise_swap if self.mode == "pairwise" else None,
             "seed": self.seed, "generator": [self.generator.model, self.generator.request_params()]
             if self.mode == "score" else None, "grader": self.grader.model,
-            "prompts": [prompt_hash(p) for p in (AnswerGenerator.prompt, "grade_criterion", "grade_rubric",
+            "prompts": [prompt_hashes(p) for p in (AnswerGenerator.prompt, "grade_criterion", "grade_rubric",
                                                  PairwiseJudge.prompt)],
         })[:32]
 
@@ -89,16 +89,16 @@ class RubricNodes:
 
     @cached_property
     def grader(self) -> RubricGrader:
-        return RubricGrader(self.deps.grader, self.deps.config.grader_mode)
+        return RubricGrader(self.deps.grader, self.deps.config.grader_mode, self.deps.config.prompt_language)
 
     @cached_property
     def judge(self) -> PairwiseJudge:
-        return PairwiseJudge(self.deps.grader)
+        return PairwiseJudge(self.deps.grader, self.deps.config.prompt_language)
 
     async def sample_answer(self, state: RubricBenchState) -> dict[str, Any]:
         d = self.deps
         update = await answer_and_store(d.store, d.generator, item_payload(d.store, state["item_id"]),
-                                        state["run_id"], state["item_id"], 0, d.seed)
+                                        state["run_id"], state["item_id"], 0, d.seed, d.config.prompt_language)
         if "candidate_ids" in update:
             return update
         return {"failures": update.get("failures") or update.get("unusable", []), "outcome": "failed: no answer"}
@@ -109,7 +109,8 @@ class RubricNodes:
         rubric, _ = from_healthbench(payload["rubrics"])
         answer = candidates(d.store, [cid])[cid]
         try:
-            verdicts = await self.grader.grade(conversation_of(payload), answer.text, rubric, _ctx(state))
+            verdicts = await self.grader.grade(conversation_of(payload), answer.text, rubric, _ctx(state),
+                                               payload.get("lang"))
         except LLMCallFailed as exc:
             return {"failures": [f"grade: {exc.reason}"], "outcome": "failed: not graded"}
         ordered = [verdicts[c.id] for c in rubric.criteria]
@@ -127,7 +128,8 @@ class RubricNodes:
         p = item_payload(d.store, state["item_id"])
         ask = self.judge.judge_both_orders if d.config.pairwise_swap else self.judge.judge
         try:
-            j = await ask(conversation_of(p), p["response_a"], p["response_b"], p["criteria"], _ctx(state))
+            j = await ask(conversation_of(p), p["response_a"], p["response_b"], p["criteria"], _ctx(state),
+                          p.get("lang"))
         except LLMCallFailed as exc:
             return {"failures": [f"judge: {exc.reason}"], "outcome": "failed: not judged"}
         store_result(d.store, state["run_id"], d.bench, state["item_id"], d.grader.model, {
@@ -143,7 +145,8 @@ class RubricNodes:
         rubric = Rubric(criteria=[RubricCriterion(id="c0", text=p["criterion"], kind=CriterionKind.PROFICIENCY,
                                                   weight=1.0)])
         try:
-            v = (await self.grader.grade(conversation_of(p), p["completion"], rubric, _ctx(state)))["c0"]
+            v = (await self.grader.grade(conversation_of(p), p["completion"], rubric, _ctx(state),
+                                         p.get("lang")))["c0"]
         except LLMCallFailed as exc:
             return {"failures": [f"grade: {exc.reason}"], "outcome": "failed: not graded"}
         labels = p["binary_labels"]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from agents.bench_roles import StrategyAgent
 from agents.engine import CallContext, LLMEngine
 from agents.errors import LLMCallFailed
-from agents.prompts import prompt_hash
+from agents.prompts import prompt_hashes
 from benchmarks.datasets.strategy import summarise_strategies
 from benchmarks.strategy_metrics import normalise_strategy
 from graphs.bench.configuration import BenchConfig
@@ -56,7 +56,7 @@ class StrategyBenchDeps:
             "kind": "bench-strategy", "dataset": self.dataset, "mode": mode, "seed": self.seed,
             "temperature": self.config.strategy_temperature, "model": [self.model.model, self.model.request_params()],
             "strategies": self.strategies, "offered": self.offered, "aliases": self.aliases,
-            "prompt": prompt_hash(f"bench_strategy_{mode}"),
+            "prompt": prompt_hashes(f"bench_strategy_{mode}"),
         })[:32]
 
     @property
@@ -73,7 +73,8 @@ class StrategyNodes:
     @cached_property
     def agent(self) -> StrategyAgent:
         d = self.deps
-        return StrategyAgent(d.model, d.offered, d.config.strategy_mode, d.config.strategy_temperature)
+        return StrategyAgent(d.model, d.offered, d.config.strategy_mode, d.config.strategy_temperature,
+                             d.config.prompt_language)
 
     async def choose_strategy(self, state: StrategyBenchState) -> dict[str, Any]:
         d, mode = self.deps, self.deps.config.strategy_mode
@@ -81,7 +82,8 @@ class StrategyNodes:
         try:
             c = await self.agent.choose(p["history"], p.get("situation"),
                                         p["gold_response"] if mode == "classify" else None,
-                                        CallContext(run_id=state["run_id"], item_id=state["item_id"]), seed=d.seed)
+                                        CallContext(run_id=state["run_id"], item_id=state["item_id"]), seed=d.seed,
+                                        lang=p.get("lang"))
         except LLMCallFailed as exc:
             return {"failures": [f"strategy: {exc.reason}"], "outcome": "failed: no strategy"}
         mapped = normalise_strategy(c.strategy, [s["name"] for s in d.strategies], d.aliases)

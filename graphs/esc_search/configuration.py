@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
 from agents.esc import JudgeWeights
+from agents.language import PromptLanguage
 from graphs.common.config import PipelineConfig
 
 # Budgets decide where a search stops, not what the tree looks like: a larger budget continues the
@@ -21,6 +22,10 @@ class EscSearchConfig(PipelineConfig):
     temperature are CSO's; the rest are carealign's. The judge is the run's judge model, the
     strategist, supporter and seeker run on the generator."""
 
+    prompt_language: PromptLanguage = Field(
+        "auto", description="language of every prompt: auto = each item's own (its 'lang' field, else detected "
+        "from its text), or en / zh for all items")
+
     strategy_set: str = Field("extes", description="extes | esconv | a JSON file of the same shape")
     iterations: int = Field(100, ge=0, description="MCTS iterations per tree (a budget; a resume continues)")
     c_puct: float = Field(1.0, ge=0.0, description="PUCB exploration constant")
@@ -29,7 +34,12 @@ class EscSearchConfig(PipelineConfig):
     gold_turns: int = Field(2, ge=0, description="seed supporter turns kept as gold (Q=1, N=100)")
     q_min: float = Field(0.5, ge=-3.0, le=1.0, description="preferred path: Q >= q_min on every node")
     n_min: int = Field(2, ge=0, description="preferred path: N >= n_min on every node")
-    margin: float = Field(0.25, ge=0.0, description="rejected sibling: Q <= preferred Q - margin")
+    rejected_rule: Literal["protocol", "margin"] = Field(
+        "protocol", description="which generated siblings are rejected turns: protocol = PROTOCOLS.md section 3's "
+        "Q <= rejected_q_max; margin = Q <= preferred Q - margin (never as good as the preferred turn)")
+    rejected_q_max: float = Field(0.5, ge=-3.0, le=1.0, description="rejected sibling under the protocol rule: "
+                                  "Q <= this")
+    margin: float = Field(0.25, ge=0.0, description="rejected sibling under the margin rule: Q <= preferred Q - margin")
     weight_empathy: float = Field(0.1, ge=0.0, description="judge weight of Empathy in the turn score")
     weight_information: float = Field(0.1, ge=0.0, description="judge weight of Information in the turn score")
     weight_humanoid: float = Field(0.1, ge=0.0, description="judge weight of Humanoid in the turn score")

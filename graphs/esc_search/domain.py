@@ -44,7 +44,8 @@ def search_config(config: EscSearchConfig, seed: int, tree: Tree) -> SearchConfi
 
 def tree_pairs(tree: Tree, config: EscSearchConfig) -> list[PreferencePair]:
     """The tree's preference pairs under the configured thresholds."""
-    return extract_pairs(tree, q_min=config.q_min, n_min=config.n_min, margin=config.margin)
+    return extract_pairs(tree, q_min=config.q_min, n_min=config.n_min, margin=config.margin,
+                         rule=config.rejected_rule, q_max=config.rejected_q_max)
 
 
 def pair_members(tree: Tree, config: EscSearchConfig) -> Callable[[Node], bool]:
@@ -96,8 +97,10 @@ class EscDomain:
                  seed: int, counter: CallCounter, ctx: CallContext, max_depth: int):
         self.config, self.seed, self.weights = config, seed, config.weights()
         self.strategies, self.counter, self.ctx, self.max_depth = strategies, counter, ctx, max_depth
-        self.strategist, self.supporter = Strategist(supporter, strategies), Supporter(supporter, strategies)
-        self.seeker, self.judge = Seeker(supporter, strategies), Judge(judge, strategies)
+        lang = config.prompt_language  # auto: each conversation's own (persona and turns)
+        self.strategist = Strategist(supporter, strategies, lang)
+        self.supporter = Supporter(supporter, strategies, lang)
+        self.seeker, self.judge = Seeker(supporter, strategies, lang), Judge(judge, strategies, lang)
 
     def _seed(self, *parts: Any) -> int:
         return int(sha256_of([self.seed, *parts])[:8], 16)

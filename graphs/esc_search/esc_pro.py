@@ -18,9 +18,10 @@ What carealign writes, and where it differs from ``build_compare`` on purpose:
 - one entry per kept end-to-end path: a root-to-ended path whose generated turns all have
   Q >= ``q_min`` and N >= ``n_min`` (``mcts.pairs.preferred_nodes``, as the stored pairs);
 - a turn's ``negative`` list is exactly the stored turn-level pairs in which it is the preferred side
-  (``mcts.pairs.extract_pairs`` with the config's ``q_min`` / ``n_min`` / ``margin``): evaluated,
-  generated siblings on no preferred path with Q <= preferred Q - ``margin``. CSO lists every
-  sibling with Q <= 0.5 under every preferred turn (no margin); here a preferred turn that is not
+  (``mcts.pairs.extract_pairs`` with the config's ``q_min`` / ``n_min`` and rejected rule): evaluated,
+  generated siblings on no preferred path with Q <= ``rejected_q_max`` (0.5, the default ``protocol``
+  rule) or Q <= preferred Q - ``margin`` (the ``margin`` rule). CSO lists every such
+  sibling under every preferred turn; here a preferred turn that is not
   its parent's best preferred child lists none, because the parent's pairs are the best child's.
   So the published converters yield the stored pairs, no more and no fewer;
 - a supporter turn before the seeker's first line (a seed that opens with the supporter) is left

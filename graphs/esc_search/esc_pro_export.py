@@ -73,7 +73,9 @@ def _thresholds(tree_id: str, rows: list[dict[str, Any]]) -> EscSearchConfig:
     if len(found) != 1 or not isinstance(t, dict) or not {"q_min", "n_min", "margin"} <= set(t):
         raise StoreError(f"tree {tree_id!r}: its pairs (ids {rows[0]['pair_id']}...) do not record one set of "
                          f"thresholds (q_min, n_min, margin) in their provenance: {sorted(found)}")
-    return EscSearchConfig(q_min=t["q_min"], n_min=t["n_min"], margin=t["margin"])
+    # trees from before the rejected rule was a setting were paired by the margin rule
+    return EscSearchConfig(q_min=t["q_min"], n_min=t["n_min"], margin=t["margin"],
+                           rejected_rule=t.get("rejected_rule", "margin"), rejected_q_max=t.get("rejected_q_max", 0.5))
 
 
 def export_stored_esc_pro(store: Store, flt: PairFilter, out: Path) -> StoredEscPro:

@@ -16,7 +16,7 @@ from typing import Any
 from agents.engine import CallContext, LLMEngine
 from agents.errors import LLMCallFailed
 from agents.esc import StrategySet, load_strategy_set
-from agents.prompts import prompt_hash
+from agents.prompts import prompt_hashes
 from benchmarks.datasets.sentences import detect_lang
 from graphs.esc_search.configuration import EscSearchConfig
 from graphs.esc_search.domain import EscDomain, chat_prompt, max_depth, pair_members, search_config, tagged, tree_pairs
@@ -60,7 +60,7 @@ class EscDeps:
                                                                          self.supporter.request_params()],
             "judge": [self.judge.model, self.judge.request_params()],
             "settings": self.config.tree_shaping(self.seed),
-            "strategies": self.strategies.digest(), "prompts": [prompt_hash(p) for p in PROMPTS],
+            "strategies": self.strategies.digest(), "prompts": [prompt_hashes(p) for p in PROMPTS],
         })[:32]
 
     @property
@@ -71,6 +71,13 @@ class EscDeps:
 
     def tree_id(self, item_id: int) -> str:
         return f"esc-{sha256_of([self.tree_key, item_id])[:40]}"
+
+
+def seed_language(tree: Tree) -> str:
+    """The language of the seed dialogue (its persona and opening, the real conversation's words),
+    which the pairs continue, whatever language the generated turns came out in."""
+    persona = tree.root.state.get("persona") or {}
+    return detect_lang(" ".join([*(str(v) for v in persona.values()), str(tree.root.state.get("opening", ""))]))
 
 
 def pair_rows(deps: EscDeps, tree: Tree, run_id: str, item_id: int) -> tuple[list[dict[str, Any]], int]:
@@ -85,7 +92,7 @@ def pair_rows(deps: EscDeps, tree: Tree, run_id: str, item_id: int) -> tuple[lis
         rows.append({
             "kind": "esc", "run_id": run_id, "item_id": item_id, "prompt": prompt, "chosen": tagged(ch),
             "rejected": tagged(r), "margin": p.margin,
-            "language": detect_lang(" ".join(m["content"] for m in prompt) + " " + tagged(ch)),
+            "language": seed_language(tree),
             "margins": {"q": p.margin, "chosen_q": ch.value, "chosen_n": ch.visits, "rejected_q": r.value,
                         "rejected_n": r.visits},
             "provenance": {
@@ -95,7 +102,8 @@ def pair_rows(deps: EscDeps, tree: Tree, run_id: str, item_id: int) -> tuple[lis
                 "llm_call_ids": {"chosen": list(ch.llm_call_ids), "rejected": list(r.llm_call_ids)},
                 "strategy_set": deps.strategies.name, "supporter_model": deps.supporter.model,
                 "judge_model": deps.judge.model, "thresholds": {"q_min": c.q_min, "n_min": c.n_min,
-                                                                "margin": c.margin}},
+                                                                "margin": c.margin, "rejected_rule": c.rejected_rule,
+                                                                "rejected_q_max": c.rejected_q_max}},
         })
     return rows, empty
 

@@ -8,12 +8,17 @@ from pydantic import Field
 
 from agents.error_injector import ERROR_TYPES_FILE, ErrorType, load_error_types
 from agents.filter_panel import CRITERIA_FILE, Criterion, load_criteria
+from agents.language import PromptLanguage
 from graphs.common.config import PipelineConfig
 
 
 class FactbenchConfig(PipelineConfig):
     """Fact-check benchmark construction (``carealign factbench``); every constant here is carealign's.
     The injector runs on the generator (--model), the filter panel on the judge server."""
+
+    prompt_language: PromptLanguage = Field(
+        "auto", description="language of every prompt: auto = each item's own (its 'lang' field, else detected "
+        "from its text), or en / zh for all items")
 
     error_types_file: str | None = Field(None, description="JSON taxonomy [default: agents/data/error_types.json]")
     error_types: list[str] = Field(default_factory=list, description="types to inject, in order [default: all]")
@@ -42,7 +47,7 @@ class FactbenchConfig(PipelineConfig):
 
     # what shapes a build job's variants and decisions (its job key, with the seed)
     BUILD: ClassVar[tuple[str, ...]] = ("round", "variants_per_source", "type_choice", "injector_temperature",
-                                        "diff_gap_chars", "vote", "min_criteria", "fewshot_k")
+                                        "diff_gap_chars", "vote", "min_criteria", "fewshot_k", "prompt_language")
 
     def build_shaping(self, seed: int) -> dict[str, Any]:
         return {**self.model_dump(mode="json", include=set(self.BUILD)), "seed": seed}

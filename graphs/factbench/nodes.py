@@ -16,7 +16,7 @@ from agents.engine import CallContext, LLMEngine
 from agents.error_injector import ErrorInjector, ErrorType, Rejected, build_variant
 from agents.errors import LLMCallFailed
 from agents.filter_panel import Criterion, Example, FilterPanel, accept, criterion_passes
-from agents.prompts import prompt_hash
+from agents.prompts import prompt_hashes
 from agents.text_similarity import similarity
 from graphs.factbench.configuration import FactbenchConfig
 from graphs.factbench.state import BuildState, FilterTask, InjectTask
@@ -64,8 +64,8 @@ class FactbenchDeps:
             "kind": "factbench", "dataset": self.dataset, "injector": self.injector.model,
             "injector_params": self.injector.request_params(), "judges": [j.model for j in self.judges],
             "types": [t.__dict__ for t in self.error_types], "criteria": [c.__dict__ for c in self.criteria],
-            "settings": self.config.build_shaping(self.seed), "prompts": [prompt_hash(ErrorInjector.prompt),
-                                                                          prompt_hash(FilterPanel.prompt)],
+            "settings": self.config.build_shaping(self.seed), "prompts": [prompt_hashes(ErrorInjector.prompt),
+                                                                          prompt_hashes(FilterPanel.prompt)],
             "examples": {k: [e.__dict__ for e in v] for k, v in sorted(self.examples.items())},
         })[:32]
 
@@ -79,11 +79,12 @@ class FactbenchNodes:
 
     @cached_property
     def injector(self) -> ErrorInjector:
-        return ErrorInjector(self.deps.injector, self.deps.config.injector_temperature)
+        c = self.deps.config
+        return ErrorInjector(self.deps.injector, c.injector_temperature, c.prompt_language)
 
     @cached_property
     def panel(self) -> FilterPanel:
-        return FilterPanel(self.deps.judges, self.deps.criteria)
+        return FilterPanel(self.deps.judges, self.deps.criteria, self.deps.config.prompt_language)
 
     @cached_property
     def types(self) -> dict[str, ErrorType]:
@@ -117,7 +118,7 @@ class FactbenchNodes:
         try:
             reply = await self.injector.inject(payload["sentences"], self.types[task["error_type"]],
                                                CallContext(run_id=task["run_id"], item_id=task["item_id"]),
-                                               seed=d.seed + task["index"])
+                                               seed=d.seed + task["index"], lang=payload.get("lang"))
         except LLMCallFailed as exc:
             return {"failures": [f"inject[{task['error_type']}]: {exc.reason}"]}
         claimed = {"sentence_id": reply.sentence_id, "original": reply.original, "replacement": reply.replacement,
@@ -149,12 +150,13 @@ class FactbenchNodes:
         LLM failure leaves the variant undecided, so the next run asks the failed judges again)."""
         d, r = self.deps, self.deps.config.round
         v = {**task["variant"], "text": candidate_text(d.store, task["variant"]["candidate_id"])}
-        source = item_payload(d.store, task["item_id"])["text"]
+        source_item = item_payload(d.store, task["item_id"])
+        source, lang = source_item["text"], source_item.get("lang")
         ctx = CallContext(run_id=task["run_id"], item_id=task["item_id"])
         jobs = [(c, j, self.examples_for(c.id, v["text"])) for c in d.criteria for j in range(len(d.judges))]
         results = await asyncio.gather(*[
             self.panel.judge(c, j, source=source, variant=v, error_type=self.types[v["error_type"]], examples=ex,
-                             ctx=ctx, seed=d.seed + 1000 * r + j) for c, j, ex in jobs],
+                             ctx=ctx, seed=d.seed + 1000 * r + j, lang=lang) for c, j, ex in jobs],
             return_exceptions=True)
         failures, rows, by_criterion = [], [], {c.id: [] for c in d.criteria}
         for (c, j, ex), res in zip(jobs, results, strict=True):

@@ -3,9 +3,9 @@ pairs side by side, and each method's answers as a MEDIQA-CORR 2024 run file.
 
 The figures of one method come from ``benchmarks.factcheck_report`` (store only, no model call
 except the optional BERTScore / BLEURT models of the official metrics); what needs the methods'
-definitions is here: the nominal calls of each method and which interactive method is
-compute-matched with which independent-sampling one (``methods.py``), and which jobs a method name
-or run id names.
+definitions is here: which methods are interactive and which sample independently
+(``methods.py``), paired as compute-matched when their measured compute per text agrees
+(``benchmarks.factcheck_report.measured_matches``), and which jobs a method name or run id names.
 """
 
 from __future__ import annotations
@@ -16,11 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.datasets.mediqa_run import RunRow, format_line, write_run_file
-from benchmarks.factcheck_report import MethodResult, NoAnswers, markdown_report, method_result, method_run, write_plots
+from benchmarks.factcheck_report import (
+    MethodResult,
+    NoAnswers,
+    markdown_report,
+    measured_matches,
+    method_result,
+    method_run,
+    write_plots,
+)
 from benchmarks.mediqa_corr import Scorer
 from benchmarks.mediqa_scorers import model_scorers
 from graphs.factcheck.configuration import FactcheckConfig
-from graphs.factcheck.methods import MethodSpec, compute_matched, parse_method
+from graphs.factcheck.methods import MethodSpec, parse_method
 from store import Store, StoreError
 from store.factcheck import batch_methods, job_keys_of
 
@@ -30,12 +38,15 @@ REPORT_FILE = "factcheck_report.md"
 @dataclass
 class Comparison:
     results: list[MethodResult]  # one per method (named 'METHOD @ MODEL' when several models ran)
-    matched: list[tuple[str, str]]  # (interactive, independent) method names with equal nominal calls
+    matched: list[tuple[str, str]]  # (interactive, independent) method names with matching measured compute
     specs: dict[str, MethodSpec]  # method name -> its spec
 
     def calls(self, method: str) -> int:
         """Nominal LLM calls per text of a method."""
         return self.specs[method].calls
+
+    def result(self, method: str) -> MethodResult:
+        return next(r for r in self.results if r.method == method)
 
 
 def official_scorers(config: FactcheckConfig) -> tuple[dict[str, Scorer], list[str]]:
@@ -64,9 +75,12 @@ def compare(store: Store, job_keys: list[str], n_resamples: int,
     for r in results:
         specs[r.method] = parse_method(r.method.split(" @ ")[0])
         r.nominal_calls = specs[r.method].calls
-    matched = [(a, b) for a in specs for b in specs
-               if (specs[a], specs[b]) in compute_matched([specs[a], specs[b]])
-               and a.split(" @ ")[1:] == b.split(" @ ")[1:]]
+    # matched on what each method measurably spent, not on its nominal calls (retries, repairs and
+    # failed calls make debate cost more than agents x rounds)
+    config = config or FactcheckConfig()
+    sides = {name: (spec.interactive if spec.interactive or spec.agents > 1 else None) for name, spec in specs.items()}
+    matched = measured_matches(results, {k: v for k, v in sides.items() if v is not None},
+                               config.compute_match_by, config.compute_match_tolerance)
     return Comparison(results, matched, specs)
 
 

@@ -7,10 +7,15 @@ from typing import Literal
 
 from pydantic import Field
 
+from agents.language import PromptLanguage
 from graphs.common.config import PipelineConfig
 
 
 class GenerateConfig(PipelineConfig):
+    prompt_language: PromptLanguage = Field(
+        "auto", description="language of every prompt: auto = each item's own (its 'lang' field, else detected "
+        "from its text), or en / zh for all items")
+
     n_candidates: int = Field(4, ge=2, le=64, description="candidate answers per instruction")
     min_margin: float = Field(1.0, ge=0.0, le=10.0,
                               description="minimum gap of weighted judge scores (0-10) for a pair")

@@ -6,11 +6,16 @@ from typing import Literal
 
 from pydantic import Field
 
+from agents.language import PromptLanguage
 from graphs.common.config import PipelineConfig
 
 
 class RubricDraftsConfig(PipelineConfig):
     """Rubric drafting (``carealign rubrics draft``); the writer runs on the judge's server."""
+
+    prompt_language: PromptLanguage = Field(
+        "auto", description="language of every prompt: auto = each item's own (its 'lang' field, else detected "
+        "from its text), or en / zh for all items")
 
     writer_model: str | None = Field(None, description="model that drafts rubrics [default: the judge model]")
     fewshot_k: int = Field(3, ge=0, le=20, description="approved rubrics shown as examples per draft")

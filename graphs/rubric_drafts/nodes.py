@@ -10,7 +10,7 @@ from langgraph.types import interrupt
 
 from agents.engine import CallContext, LLMEngine
 from agents.errors import LLMCallFailed
-from agents.prompts import prompt_hash
+from agents.prompts import prompt_hashes
 from agents.roles import conversation_of
 from agents.rubric import Origin
 from agents.rubric_writer import PoolExample, RubricWriter
@@ -42,7 +42,7 @@ class RubricDraftDeps:
         return sha256_of({"kind": "rubric-drafts", "dataset": self.dataset, "writer": self.writer.model,
                           "params": self.writer.request_params(temperature=c.temperature), "k": c.fewshot_k,
                           "seed": self.seed, "review_inline": self.review_inline,
-                          "prompt": prompt_hash(RubricWriter.prompt)})[:32]
+                          "prompt": prompt_hashes(RubricWriter.prompt)})[:32]
 
 
 class RubricDraftNodes:
@@ -51,7 +51,8 @@ class RubricDraftNodes:
 
     @cached_property
     def writer(self) -> RubricWriter:
-        return RubricWriter(self.deps.writer, self.deps.config.fewshot_k, self.deps.config.temperature)
+        c = self.deps.config
+        return RubricWriter(self.deps.writer, c.fewshot_k, c.temperature, c.prompt_language)
 
     async def draft(self, state: DraftState) -> dict[str, Any]:
         """Reuse the instruction's current rubric, or draft one with pool examples and past rejections."""
@@ -71,7 +72,7 @@ class RubricDraftNodes:
             drafted = await self.writer.draft(conversation, pool, CallContext(run_id=state["run_id"],
                                                                               item_id=state["item_id"]),
                                               reference=payload.get("reference"), rejected=[r for _, r in rejected],
-                                              seed=d.seed + len(rejected))
+                                              seed=d.seed + len(rejected), lang=payload.get("lang"))
         except LLMCallFailed as exc:
             return {"failures": [f"draft: {exc.reason}"], "outcome": "draft failed"}
         with d.store.session() as s:
