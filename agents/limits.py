@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 
@@ -80,6 +80,58 @@ class Limiter:
         """Correct the tokens-per-minute budget once the real usage is known."""
         if self._tpm and estimated > actual:
             self._tpm.give_back(estimated - actual)
+
+
+class SlotPool:
+    """Requests in flight per server, for the several servers (replicas) of one role.
+
+    Each server has its own capacity (``None``: none of its own; the process's ``Limiter`` still
+    bounds the total). ``acquire`` takes a slot on the server that ``pick`` chooses among those with a
+    free slot, and waits while ``pick`` finds none (all full, or only unwanted ones free). Like
+    ``Limiter`` it re-binds its asyncio state when a new event loop starts using it."""
+
+    def __init__(self, capacities: Sequence[int | None], recheck_seconds: float = 1.0):
+        if not capacities:
+            raise ValueError("a slot pool needs at least one server")
+        if any(c is not None and c < 1 for c in capacities):
+            raise ValueError("a server's capacity must be at least 1")
+        self.capacities = list(capacities)
+        self.in_flight = [0] * len(self.capacities)
+        self.peak_in_flight = [0] * len(self.capacities)
+        self.recheck_seconds = recheck_seconds  # a waiter chooses again at least this often (rests end)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _bind(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop = loop
+            self._changed = asyncio.Condition()
+            self.in_flight = [0] * len(self.capacities)  # slots of a finished loop are gone with it
+
+    def has_room(self, index: int) -> bool:
+        cap = self.capacities[index]
+        return cap is None or self.in_flight[index] < cap
+
+    async def acquire(self, pick: Callable[[list[int]], int | None]) -> int:
+        """A slot on the server ``pick(servers with room)`` returns; waits while it returns None."""
+        self._bind()
+        async with self._changed:
+            while True:
+                choice = pick([i for i in range(len(self.capacities)) if self.has_room(i)])
+                if choice is not None:
+                    self.in_flight[choice] += 1
+                    self.peak_in_flight[choice] = max(self.peak_in_flight[choice], self.in_flight[choice])
+                    return choice
+                try:
+                    await asyncio.wait_for(self._changed.wait(), self.recheck_seconds)
+                except TimeoutError:
+                    pass
+
+    async def release(self, index: int) -> None:
+        self._bind()
+        self.in_flight[index] = max(0, self.in_flight[index] - 1)  # before any await: a cancel cannot leak it
+        async with self._changed:
+            self._changed.notify_all()
 
 
 _SHARED: Limiter | None = None

@@ -13,6 +13,7 @@ non-zero exit (the traceback only with ``--debug``).
     factbench ...        cli_factbench     graphs/factbench/
     bench ...            cli_bench         graphs/bench/
     train ...            cli_train         training/
+    review ...           cli_review        carealign/web/ (the review web app)
     db ..., runs ...     cli_store         store/
     trace TARGET         cli_trace         store/lineage.py
 """
@@ -35,13 +36,23 @@ from carealign.cli_esc import esc_app
 from carealign.cli_factbench import factbench_app
 from carealign.cli_factcheck import factcheck_app
 from carealign.cli_generate import generate_app
+from carealign.cli_review import review_app
 from carealign.cli_rubric_prefs import rubric_prefs_app
 from carealign.cli_rubrics import rubrics_app
 from carealign.cli_store import db_app, runs_app
 from carealign.cli_trace import trace_app
 from carealign.cli_train import train_app
 from carealign.command import Ctx, console, current, handles_errors, set_current
-from carealign.options import global_option, limit_option
+from carealign.options import (
+    base_urls_option,
+    executor_option,
+    global_option,
+    joined_urls,
+    judge_base_urls_option,
+    limit_option,
+    ray_address_option,
+    workers_option,
+)
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, context_settings=CONTEXT,
@@ -54,6 +65,7 @@ app.add_typer(factcheck_app, name="factcheck")
 app.add_typer(factbench_app, name="factbench")
 app.add_typer(bench_app, name="bench")
 app.add_typer(train_app, name="train")
+app.add_typer(review_app, name="review")
 app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
 app.add_typer(trace_app)
@@ -92,8 +104,11 @@ def _print_version(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     db: str | None = global_option("db", "--db"),
-    base_url: str | None = global_option("base_url", "--base-url", help="OpenAI-compatible API, e.g. "
-                                         "http://HOST:8000/v1; unset = start the embedded llama.cpp model"),
+    base_url: list[str] | None = base_urls_option(),
+    judge_base_url: list[str] | None = judge_base_urls_option(),
+    executor: str | None = executor_option(),
+    workers: int | None = workers_option(),
+    ray_address: str | None = ray_address_option(),
     model: str | None = global_option("model", "--model", help="model name; unset = the server's first model"),
     api_key_env: str | None = global_option("api_key_env", "--api-key-env",
                                             help="environment variable holding the API key"),
@@ -111,9 +126,10 @@ def main_options(
     show_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                       help="print the version and exit"),
 ) -> None:
-    overrides = {"db": db, "base_url": base_url, "model": model, "api_key_env": api_key_env,
+    overrides = {"db": db, "base_url": joined_urls(base_url), "model": model, "api_key_env": api_key_env,
                  "concurrency": concurrency, "local_model": model_file, "budget_usd": max_cost_usd,
-                 "budget_tokens": max_total_tokens}
+                 "budget_tokens": max_total_tokens, "judge_base_url": joined_urls(judge_base_url),
+                 "executor": executor, "workers": workers, "ray_address": ray_address}
     ctx.obj = set_current(Ctx(config, debug, overrides))
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING)
     if not debug:

@@ -32,13 +32,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from agents.backends import safe_http_url
 from agents.engine import LLMEngine
 from agents.errors import LLMError
+from agents.replicas import safe_urls
 from benchmarks.datasets.instructions import InputError
 from benchmarks.datasets.limits import INPUT_LIMITS, InputLimits
 from carealign.engines import Engines, open_engines
+from carealign.executors import REPLAYING, CommandReplay, check_executor, check_replayed_settings
 from carealign.settings import Settings, SettingsError, load_settings
+from graphs.common.executor import EXECUTOR
 from graphs.common.runner import CONTROLS, Budget, ItemOutcome, RunControls, WorkflowReport
 from graphs.common.workers import NOTICES
 from store import Store, StoreError
@@ -57,7 +59,7 @@ class Ctx:
 
     def settings(self, **more: Any) -> Settings:
         if self._settings is None or more:
-            self._settings = load_settings(self.config, **self.overrides, **more)
+            self._settings = load_settings(self.config, **{**self.overrides, **more})  # a command's option wins
             # the readers measure every input record against these (benchmarks.datasets.limits)
             INPUT_LIMITS.set(InputLimits(self._settings.max_input_bytes, self._settings.max_input_tokens))
         return self._settings
@@ -96,6 +98,22 @@ class Ctx:
             yield store
         finally:
             store.dispose()
+
+
+class ReplayCtx(Ctx):
+    """The global options in a Ray worker (``carealign.executors``): the driver's resolved settings,
+    with the command's options applied again (the same values), never this machine's config file or
+    environment."""
+
+    def __init__(self, settings: Settings, debug: bool):
+        super().__init__(None, debug, {})
+        self.base = settings
+
+    def settings(self, **more: Any) -> Settings:
+        if self._settings is None or more:
+            self._settings = load_settings(None, **{**self.base.model_dump(), **more}) if more else self.base
+            INPUT_LIMITS.set(InputLimits(self._settings.max_input_bytes, self._settings.max_input_tokens))
+        return self._settings
 
 
 _CURRENT: Ctx | None = None  # the global options of the command being run (set by set_current)
@@ -172,14 +190,22 @@ def check_limit(limit: int | None) -> int | None:
 
 
 # -- a pipeline session: store + engines + progress ------------------------------------------------
-def _usage_fields(engines: list[LLMEngine], started: float) -> dict[str, object]:
+def _usage_totals(engines: list[LLMEngine]) -> dict[str, float]:
     usages = [e.usage for e in {id(e): e for e in engines}.values()]
-    elapsed = max(time.perf_counter() - started, 1e-6)
-    cost = sum(u.cost_usd for u in usages)
     return {"calls": sum(u.calls for u in usages), "hits": sum(u.cache_hits for u in usages),
             "tokens": sum(u.prompt_tokens + u.completion_tokens for u in usages),
-            "rate": sum(u.completion_tokens for u in usages) / elapsed, "failed": sum(u.failures for u in usages),
-            "cost": f", ${cost:.4f}" if cost else ""}
+            "out": sum(u.completion_tokens for u in usages), "failed": sum(u.failures for u in usages),
+            "cost": sum(u.cost_usd for u in usages)}
+
+
+def _usage_fields(engines: list[LLMEngine], started: float, base: dict[str, float] | None = None) -> dict[str, object]:
+    """The progress line's figures since ``base`` (the engines' totals when this job started: engines
+    shared by several jobs, one per method, would otherwise add up across them)."""
+    now = _usage_totals(engines)
+    u = {k: v - (base or {}).get(k, 0) for k, v in now.items()}
+    elapsed = max(time.perf_counter() - started, 1e-6)
+    return {"calls": int(u["calls"]), "hits": int(u["hits"]), "tokens": int(u["tokens"]), "rate": u["out"] / elapsed,
+            "failed": int(u["failed"]), "cost": f", ${u['cost']:.4f}" if u["cost"] else ""}
 
 
 def run_config(settings: Settings, engines: Engines) -> dict[str, object]:
@@ -188,7 +214,7 @@ def run_config(settings: Settings, engines: Engines) -> dict[str, object]:
     roles += [(f"generator_{i + 2}", e) for i, e in enumerate(engines.more_generators)]
     roles += [(f"judge_{i + 2}", e) for i, e in enumerate(engines.more_judges)]
     resolved: dict[str, object] = {
-        role: {"model": e.model, "base_url": safe_http_url(e.backend.base_url), "params": e.request_params()}
+        role: {"model": e.model, "base_url": safe_urls(e.backend.base_url), "params": e.request_params()}
         for role, e in roles
     }
     if engines.local is not None:
@@ -212,17 +238,17 @@ async def with_progress(title: str, total: int, engines: list[LLMEngine],
         TextColumn("{task.fields[tokens]:,} tok{task.fields[cost]}"), TextColumn("{task.fields[rate]:.1f} out-tok/s"),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
     )
-    started = time.perf_counter()
+    started, base = time.perf_counter(), _usage_totals(engines)
     with progress:
-        task = progress.add_task(title, total=total, **_usage_fields(engines, started))
+        task = progress.add_task(title, total=total, **_usage_fields(engines, started, base))
 
         def on_item(_: ItemOutcome) -> None:
-            progress.update(task, advance=1, **_usage_fields(engines, started))
+            progress.update(task, advance=1, **_usage_fields(engines, started, base))
 
         async def ticker() -> None:
             while True:
                 await asyncio.sleep(0.5)
-                progress.update(task, **_usage_fields(engines, started))
+                progress.update(task, **_usage_fields(engines, started, base))
 
         tick = asyncio.create_task(ticker())
         try:
@@ -230,7 +256,7 @@ async def with_progress(title: str, total: int, engines: list[LLMEngine],
         finally:
             tick.cancel()
         # items done by an earlier run of this job are not re-processed: show them as complete
-        progress.update(task, completed=total, **_usage_fields(engines, started))
+        progress.update(task, completed=total, **_usage_fields(engines, started, base))
     return result
 
 
@@ -258,6 +284,10 @@ class PipelineSession:
     store: Store
     engines: Engines
     unfinished: list[WorkflowReport] = field(default_factory=list)
+    executor: Any = None  # the Ray executor; None: this process runs the claim loops
+    replay: CommandReplay | None = None  # the command as the Ray workers run it
+    results: list[Any] = field(default_factory=list)  # what each ``run`` returned (a worker is told which
+    # job is its own, and what the ones before it returned)
 
     @property
     def redo(self) -> bool:
@@ -269,12 +299,34 @@ class PipelineSession:
 
     async def run(self, title: str, total: int, engines: list[LLMEngine],
                   run: Callable[[OnItem | None], Awaitable[Any]], show_progress: bool = True) -> Any:
-        """Run a workflow under the progress line; then show why items failed, and remember a job
-        that did not finish (the command then exits non-zero)."""
-        result = await with_progress(title, total, engines, run, show_progress)
+        """Run a workflow under the progress line; then show why items failed and how each model
+        replica did, and remember a job that did not finish (the command then exits non-zero).
+
+        With ``--executor ray`` the workflow records the run and queues the input here, and the
+        workers run its claim loop (one progress line for all). In a worker, the jobs before its own
+        are passed over and its own runs only the claim loop (which leaves the command)."""
+        job = len(self.results)
+        replaying = REPLAYING.get()
+        if replaying is not None:
+            if job < replaying.call:
+                self.results.append(replaying.earlier[job])
+                return replaying.earlier[job]
+            await run(None)
+            raise RuntimeError(f"job {job} of the command ran no claim loop")
+        if self.executor is not None and not show_progress:
+            raise ValueError("this command asks questions at the terminal while it runs (inline review): Ray "
+                             "workers cannot; use --executor local")
+        work = self.replay.at(job, tuple(self.results)) if self.replay is not None else None
+        token = EXECUTOR.set(self.executor.for_job(work) if self.executor is not None else None)
+        try:
+            result = await with_progress(title, total, engines, run, show_progress)
+        finally:
+            EXECUTOR.reset(token)
+        self.results.append(result)
         report = _report_of(result)
         if report is not None:
             print_failures(report)
+            print_replicas(report)
             if not report.finished:
                 self.unfinished.append(report)
         return result
@@ -290,27 +342,61 @@ class PipelineSession:
             raise typer.Exit(3)
 
 
+def print_replicas(report: WorkflowReport) -> None:
+    """Requests, failures and latency per model replica, for each role served by several."""
+    from rich.table import Table
+
+    for role, rows in report.summary.replicas.items():
+        table = Table(title=f"{role}: replicas", title_justify="left")
+        for head in ("replica", "requests", "ok", "failures", "rests", "mean ms", "max ms", "state", "last error"):
+            table.add_column(head, justify="left" if head in ("replica", "state", "last error") else "right")
+        for r in rows:
+            table.add_row(escape(r["url"]), str(r["requests"]), str(r["ok"]), str(r["failures"]), str(r["rests"]),
+                          "-" if r["latency_ms_mean"] is None else f"{r['latency_ms_mean']:.0f}",
+                          f"{r['latency_ms_max']:.0f}", r["state"], escape((r["last_error"] or "")[:60]))
+        console.print(table)
+
+
 @asynccontextmanager
 async def pipeline_session(settings: Settings, *, more_generators: list[str] | None = None,
                            more_judges: list[str] | None = None, warn_self_grading: bool = True,
                            must_exist: bool = False) -> AsyncIterator[PipelineSession]:
     """Open the store (its URL checked, nothing written), then the engines (servers checked), then
-    create the schema; close everything on the way out."""
+    create the schema; close everything on the way out. With ``--executor ray`` the executor's
+    conditions are checked first and the Ray cluster joined (or a local one started)."""
+    replaying = REPLAYING.get()
+    if replaying is not None:
+        check_replayed_settings(settings, replaying)
+    else:
+        check_executor(settings)
+    executor, replay, started_ray = None, None, False
+    ray_driver = settings.executor == "ray" and replaying is None
+    if ray_driver:
+        replay = CommandReplay.of_current_command(settings, bool(_CURRENT and _CURRENT.debug))
     store = Store(settings.db, must_exist=must_exist)
     budget = (Budget(settings.budget_tokens, settings.budget_usd)
               if settings.budget_tokens or settings.budget_usd else None)
     notices = NOTICES.set(lambda message: console.print(f"[yellow]{escape(message)}[/]"))
     controls = CONTROLS.set(RunControls(budget))
     try:
+        if ray_driver:
+            from graphs.common.ray_executor import RayExecutor, connect
+
+            started_ray = connect(settings.ray_address, settings.ray)
+            executor = RayExecutor(None, settings.workers, settings.ray)
         async with open_engines(settings, store, more_generators, more_judges,
                                 warn_self_grading=warn_self_grading) as engines:
             store.ensure_schema()
-            session = PipelineSession(settings, store, engines)
+            session = PipelineSession(settings, store, engines, executor=executor, replay=replay)
             yield session
     finally:
         CONTROLS.reset(controls)
         NOTICES.reset(notices)
         store.dispose()
+        if started_ray:
+            import ray
+
+            ray.shutdown()
     session.finish()
 
 

@@ -1,6 +1,6 @@
 """From settings to ready engines: start the embedded model if no server is given, check that the
 server answers before anything is written, and hand out generator and judge engines that share
-the process's one limiter."""
+the process's one limiter. A role's server may be several replicas (``agents.replicas``)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
-from agents.backends import OpenAICompatBackend, safe_http_url
+from agents.backends import OpenAICompatBackend
 from agents.engine import EngineConfig, LLMEngine
 from agents.errors import LLMUnavailable
 from agents.limits import shared_limiter
 from agents.local_server import LocalServer, LocalServerConfig
+from agents.replicas import ReplicaBackend, safe_urls, split_urls
 from carealign.settings import Settings
 from store import Store
 
@@ -64,18 +65,28 @@ def _style(settings: Settings, local: LocalServer | None) -> str:
     return "json_object" if local is not None and local.kind == "python" else "json_schema"
 
 
+def _backend(settings: Settings, base_url: str, local: LocalServer | None) -> OpenAICompatBackend | ReplicaBackend:
+    """One server, or several replicas of it (``--base-url A,B`` or the option given twice): requests
+    go to the replica with the fewest in flight, within ``[replicas]``'s capacity and rest rules."""
+    urls = split_urls(base_url)
+
+    def one(url: str) -> OpenAICompatBackend:
+        return OpenAICompatBackend(url, api_key_env=settings.api_key_env, timeout=settings.timeout,
+                                   response_format_style=_style(settings, local),
+                                   max_connections=max(settings.replicas.capacity or settings.concurrency, 8))
+
+    return one(urls[0]) if len(urls) == 1 else ReplicaBackend([one(u) for u in urls], settings.replicas)
+
+
 async def _engine(settings: Settings, store: Store | None, base_url: str, model: str | None,
                   local: LocalServer | None, stack: AsyncExitStack) -> LLMEngine:
-    backend = OpenAICompatBackend(
-        base_url, api_key_env=settings.api_key_env, timeout=settings.timeout,
-        response_format_style=_style(settings, local), max_connections=max(settings.concurrency, 8),
-    )
+    backend = _backend(settings, base_url, local)
     stack.push_async_callback(backend.aclose)
     await backend.check()
     if model is None:  # the server's first model (vLLM serves exactly one)
         model = (await backend.list_models() or [None])[0]
         if model is None:
-            raise LLMUnavailable(f"the model server at {safe_http_url(base_url)} lists no models; pass --model")
+            raise LLMUnavailable(f"the model server at {safe_urls(base_url)} lists no models; pass --model")
     config = EngineConfig(
         model=model, temperature=settings.temperature, max_tokens=settings.max_tokens, cache=settings.cache,
         max_retries=settings.max_retries, prices=settings.prices,

@@ -63,6 +63,20 @@ def limit_option(what: str = "items") -> Any:
     return typer.Option(None, "--limit", min=1, help=f"only the first N {what} of the input", show_default=False)
 
 
+def on_bad_row_option() -> Any:
+    """How a reader treats a row it cannot use (``benchmarks.datasets.rows``)."""
+    return typer.Option("fail", "--on-bad-row", metavar="fail|skip", help=escape(
+        "fail: stop at the first bad row of the input (file:line and cause); skip: leave bad rows out, list each "
+        "with its cause, and store their count with the run [default: fail]"), show_default=False)
+
+
+def instruction_mapping_option() -> Any:
+    return typer.Option(None, "--mapping", help=escape(
+        "which keys of each line hold what, e.g. Alpaca's 'prompt=instruction,input=input,reference=output' "
+        "(fields: prompt, input, messages, id, lang, rubric, reference, meta; other keys go to meta). HealthBench's "
+        "own lines (prompt as a message list, rubrics) are read without one"), show_default=False)
+
+
 def seed_option() -> Any:
     return global_option("seed", "--seed", help="base sampling seed")
 
@@ -89,3 +103,35 @@ def hidden_alias(name: str) -> Any:
 
 def out_dir_option(default: str, what: str) -> Any:
     return typer.Option(Path(default), "--out-dir", help=f"where {what} go")
+
+
+# -- scale-out: the executor and model replicas (global options, so every claiming command has them) --
+def executor_option() -> Any:
+    return global_option("executor", "--executor", metavar="local|ray", help="who runs the claim loops: this "
+                         "process, or --workers Ray actors against the shared PostgreSQL store")
+
+
+def workers_option() -> Any:
+    return global_option("workers", "--workers", help="Ray worker actors per job (--executor ray)")
+
+
+def ray_address_option() -> Any:
+    return global_option("ray_address", "--ray-address", help="Ray cluster: 'auto' (started by `ray start` on this "
+                         "machine) or ray://HOST:10001; unset = RAY_ADDRESS, else a new local Ray instance")
+
+
+def base_urls_option() -> Any:
+    return global_option("base_url", "--base-url", metavar="URL", help=(
+        "OpenAI-compatible API, e.g. http://HOST:8000/v1; several replicas: repeat the option or give a comma "
+        "list; unset = start the embedded llama.cpp model"))
+
+
+def judge_base_urls_option() -> Any:
+    return global_option("judge_base_url", "--judge-base-url", metavar="URL", help=(
+        "server of the judge model [default: --base-url]; several replicas: repeat the option or give a comma "
+        "list (a command's own --judge-base-url takes a comma list)"))
+
+
+def joined_urls(urls: list[str] | None) -> str | None:
+    """A repeated URL option as the comma list the settings hold (None: not given)."""
+    return ",".join(urls) if urls else None

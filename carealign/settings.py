@@ -18,7 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agents.local_server import DEFAULT_PARALLEL
+from agents.replicas import ReplicaSettings
+from carealign.web.configuration import ReviewConfig
 from graphs.bench.configuration import BenchConfig
+from graphs.common.ray_executor import RayConfig
 from graphs.esc_search.configuration import EscSearchConfig
 from graphs.factbench.configuration import FactbenchConfig
 from graphs.factcheck.configuration import FactcheckConfig
@@ -90,6 +93,13 @@ class Settings(BaseSettings):
                                      "cost this much (needs prices); resumable")
     budget_tokens: int | None = Field(None, ge=1, description="stop the command's jobs cleanly once its LLM calls "
                                       "used this many tokens (prompt + completion); resumable")
+    executor: Literal["local", "ray"] = Field("local", description="who runs the claim loops: this process, or "
+                                              "--workers Ray actors against the shared PostgreSQL store")
+    workers: int = Field(1, ge=1, le=4096, description="Ray worker actors per job (--executor ray)")
+    ray_address: str | None = Field(None, description="Ray cluster to join: 'auto' (started by `ray start` on this "
+                                    "machine), ray://HOST:10001; unset = RAY_ADDRESS, else a new local instance")
+    ray: RayConfig = Field(default_factory=RayConfig)  # the Ray executor's actors ([ray])
+    replicas: ReplicaSettings = Field(default_factory=ReplicaSettings)  # several --base-url of one role
     # one section per pipeline, each declared once in graphs/<pipeline>/configuration.py
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     rubric_prefs: RubricPrefsConfig = Field(default_factory=RubricPrefsConfig)
@@ -99,6 +109,7 @@ class Settings(BaseSettings):
     factbench: FactbenchConfig = Field(default_factory=FactbenchConfig)
     esc: EscSearchConfig = Field(default_factory=EscSearchConfig)
     train: TrainOptions = Field(default_factory=TrainOptions)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)  # the review web app (carealign/web)
 
     @classmethod
     def settings_customise_sources(
@@ -111,13 +122,16 @@ class Settings(BaseSettings):
     def for_run(self) -> dict[str, Any]:
         """What is stored with a run: every setting, with credentials removed from URLs (a URL may
         carry a password or key; keys themselves are never settings)."""
-        from agents.backends import safe_http_url
+        from agents.replicas import safe_urls
         from store import redact_url
 
         data = self.model_dump(mode="json")
         data["db"] = redact_url(self.db)
-        for key in ("base_url", "judge_base_url"):
-            data[key] = safe_http_url(data[key])
+        for key in ("base_url", "judge_base_url"):  # a comma list when a role has several replicas
+            data[key] = safe_urls(data[key])
+        env_vars = data["ray"]["runtime_env"].get("env_vars")
+        if isinstance(env_vars, dict):  # values may be secrets: only their names are kept
+            data["ray"]["runtime_env"]["env_vars"] = {k: "(set)" for k in env_vars}
         return data
 
 

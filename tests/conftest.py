@@ -146,3 +146,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "pg_url" in item.fixturenames or "pg_base_url" in item.fixturenames or \
                 params.get("db_url") == "postgresql":
             item.add_marker(pytest.mark.postgres)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The ``ray`` marker: tests that start a local Ray instance (``tests/test_ray_executor.py``)."""
+    config.addinivalue_line("markers", "ray: needs Ray (the 'ray' extra); CAREALIGN_REQUIRE_RAY=1 makes a missing "
+                                       "Ray a failure instead of a skip")

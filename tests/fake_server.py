@@ -12,6 +12,8 @@ script it:
   client's timeout, a malformed body) when no scripted reply is queued; ``None`` answers normally;
 - ``latency`` (seconds per request) and ``capacity`` (requests processed at once; others queue),
   for throughput benchmarks.
+- ``fail_after = K``: every request after the first K answers ``fail_status`` (500): a replica that
+  breaks down for good.
 
 Every request body is kept in ``server.requests``. Run standalone for benchmarks:
 ``python -m tests.fake_server --port 8001 --latency 0.1 --capacity 32``.
@@ -72,6 +74,8 @@ class FakeOpenAIServer:
         self.model_list_headers: list[dict[str, str]] = []
         self.served = 0
         self.peak_concurrency = 0
+        self.fail_after: int | None = None
+        self.fail_status = 500
         self._active = 0
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
@@ -109,6 +113,7 @@ class FakeOpenAIServer:
 
     async def _chat(self, request: Request) -> Response:
         body = await request.json()
+        broken = self.fail_after is not None and len(self.requests) >= self.fail_after
         self.requests.append(body)
         self.arrivals.append(time.monotonic())
         self.headers.append({k.lower(): v for k, v in request.headers.items()})
@@ -118,6 +123,9 @@ class FakeOpenAIServer:
             self._active += 1
             self.peak_concurrency = max(self.peak_concurrency, self._active)
             try:
+                if broken:
+                    return JSONResponse({"error": {"message": "injected: broken for good"}},
+                                        status_code=self.fail_status)
                 return await self._answer(body)
             finally:
                 self._active -= 1

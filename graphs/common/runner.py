@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphs.common.config import PipelineConfig
+from graphs.common.executor import EXECUTOR, JOIN, ClaimJob, JoinedRun, WorkerDone, replicas_by_engine
 from graphs.common.workers import RunHeartbeat, notify, reap_dead_workers, this_worker, worker_name
 from store import Store
+from store.batching import BatchQueue
 from store.queue import (
     CLAIMED,
     DONE,
@@ -33,7 +35,7 @@ from store.queue import (
     PARTIAL,
     PENDING,
     claim,
-    complete,
+    complete_many,
     enqueue,
     held_by_others,
     progress,
@@ -83,6 +85,7 @@ class JobSummary:
     interrupted: bool = False
     stopped: str | None = None  # the budget that stopped the job
     lost: int = 0  # items finished after another worker had taken them over (not counted above)
+    replicas: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per role, when it has replicas
 
     def add(self, res: ItemOutcome) -> None:
         if res.status == DONE:
@@ -99,6 +102,22 @@ class JobSummary:
             first = res.failures[0] if res.failures else res.outcome
             group = self.failures.setdefault(_mask(first), FailureGroup(0, res.item_id, first))
             group.count += 1
+
+    def merge(self, other: JobSummary) -> None:
+        """Add another worker's summary of the same job (the seconds stay this one's: wall time)."""
+        self.done, self.partial, self.failed = self.done + other.done, self.partial + other.partial, \
+            self.failed + other.failed
+        self.lost += other.lost
+        for mine, theirs in ((self.outcomes, other.outcomes), (self.reasons, other.reasons)):
+            for key, n in theirs.items():
+                mine[key] = mine.get(key, 0) + n
+        for key, group in other.failures.items():
+            if key in self.failures:
+                self.failures[key].count += group.count
+            else:
+                self.failures[key] = FailureGroup(group.count, group.example_item_id, group.example)
+        self.interrupted = self.interrupted or other.interrupted
+        self.stopped = self.stopped or other.stopped
 
     def top_failures(self, n: int = 5) -> list[tuple[str, FailureGroup]]:
         return sorted(self.failures.items(), key=lambda kv: (-kv[1].count, kv[0]))[:n]
@@ -163,6 +182,7 @@ async def run_job(
     running: dict[asyncio.Task[ItemOutcome], int] = {}
     poll = min(2.0, lease_seconds / 3)
     waited_for: set[str] = set()
+    completions = BatchQueue(lambda outcomes: complete_many(store, worker, outcomes))
 
     async def process(work_id: int, item_id: int) -> ItemOutcome:
         try:
@@ -171,8 +191,8 @@ async def run_job(
         except Exception as exc:  # noqa: BLE001 - one broken item must not stop the job
             ok, outcome, failures, state = False, "error", [f"{type(exc).__name__}: {exc}"], {}
         status = item_status(ok, outcome)
-        with store.session() as s:
-            kept = complete(s, work_id, worker, None if ok else ("; ".join(failures)[:4000] or outcome), status)
+        # items finishing together are completed in one transaction (store.queue.complete_many)
+        kept = await completions.submit((work_id, None if ok else ("; ".join(failures)[:4000] or outcome), status))
         if not kept:  # our lease ran out and another worker took the item over: its result counts, not ours
             return ItemOutcome(item_id, LOST, "lost claim", [], state)
         return ItemOutcome(item_id, status, outcome, failures, state)
@@ -276,7 +296,13 @@ async def run_workflow(
     """What every per-item workflow does around its graph: record the run, store the inputs, queue
     them under the job (done items skipped, failed and partial ones retried, all redone with
     ``redo``), run the graph over the queue, and close the run with the status its input is in.
-    The claim loop's settings come from the pipeline's ``config``; budgets from ``CONTROLS``."""
+    The claim loop's settings come from the pipeline's ``config``; budgets from ``CONTROLS``; who runs
+    the loop from ``EXECUTOR`` (unset: this process). In a worker that joined its driver's run
+    (``JOIN``) only the claim loop runs (``work_in_joined_run``)."""
+    joined = JOIN.get()
+    if joined is not None:
+        await work_in_joined_run(joined, store, job_key, graph, judge_state, engines, config)
+    executor = EXECUTOR.get()
     lease_seconds = config.lease_seconds
     reap_dead_workers(store)
     with store.session() as s:
@@ -295,10 +321,15 @@ async def run_workflow(
     beat = RunHeartbeat(store, run_id, lease_seconds)
     beat.start()
     try:
-        summary = await run_job(store, graph, run_id, job_key, judge_state,
-                                item_concurrency=config.item_concurrency or default_item_concurrency(engines),
-                                lease_seconds=lease_seconds, engines=engines, budget=CONTROLS.get().budget,
-                                wait_for_others=config.wait_for_other_workers, on_item=on_item)
+        if executor is None:
+            summary = await run_job(store, graph, run_id, job_key, judge_state,
+                                    item_concurrency=config.item_concurrency or default_item_concurrency(engines),
+                                    lease_seconds=lease_seconds, engines=engines, budget=CONTROLS.get().budget,
+                                    wait_for_others=config.wait_for_other_workers, on_item=on_item)
+            summary.replicas = replicas_by_engine(engines)
+        else:  # workers elsewhere run the claim loop; their usage is added to these engines' as they report
+            summary = await executor.run_claims(ClaimJob(store, run_id, job_key, list(item_ids), engines,
+                                                         lease_seconds, on_item, CONTROLS.get().budget))
         with store.session() as s:
             counts = progress(s, job_key, item_ids)
         status = final_status(summary, counts)
@@ -316,5 +347,37 @@ async def run_workflow(
                      "failures": {k: g.__dict__ for k, g in summary.top_failures(20)}, "input_items": counts,
                      "stopped": summary.stopped, "seconds": round(summary.seconds, 3), "new_pairs": new_pairs,
                      "usage": usage}
+            if summary.replicas:
+                stats["replicas"] = summary.replicas
             finish_run(s, run_id, status, stats, error or summary.stopped)
     return WorkflowReport(run_id, job_key, len(set(item_ids)), summary, new_pairs, usage, status, counts)
+
+
+class _JoinedBudget:
+    """A worker's budget: its own engines' (as in a local run), or the driver's word that the budget
+    of all workers together is spent."""
+
+    def __init__(self, joined: JoinedRun, budget: Budget | None):
+        self.joined, self.budget = joined, budget
+
+    def spent(self, engines: dict[str, Any]) -> str | None:
+        return self.joined.halt or (self.budget.spent(engines) if self.budget is not None else None)
+
+
+async def work_in_joined_run(joined: JoinedRun, store: Store, job_key: str, graph: Any, judge_state: Judge,
+                             engines: dict[str, Any], config: PipelineConfig) -> None:
+    """A worker's whole part in its driver's run: hand back the claims of dead processes on this host,
+    run the claim loop under the driver's run id, then leave the command (``WorkerDone``)."""
+    if joined.job_key != job_key:
+        raise ValueError(f"this worker built job {job_key} but its driver queued job {joined.job_key}: the "
+                         "worker's settings, input files or prompt templates differ from the driver's")
+    joined.worker, joined.engines, joined.summary = worker_name(joined.run_id), engines, JobSummary()
+    joined.attach()
+    reap_dead_workers(store)
+    summary = await run_job(store, graph, joined.run_id, job_key, judge_state,
+                            item_concurrency=config.item_concurrency or default_item_concurrency(engines),
+                            lease_seconds=config.lease_seconds, engines=engines,
+                            budget=_JoinedBudget(joined, CONTROLS.get().budget),
+                            wait_for_others=config.wait_for_other_workers, on_item=joined.summary.add)
+    joined.summary = summary
+    raise WorkerDone(joined.snapshot())
