@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +25,29 @@ from agents.backends import BackendRequest, BackendResponse, ChatBackend, safe_h
 from agents.call_log import CallLog
 from agents.errors import LLMCallFailed, PermanentLLMError, TransientLLMError
 from agents.limits import Limiter
-from agents.prompts import render
+from agents.prompts import language_of, localized, render
 from agents.structured import parse_reply, schema_of
 from store import Store
-from store.records import sha256_of
+from store.records import canonical_json, sha256_of
+
+_SCHEMAS: weakref.WeakKeyDictionary[type[BaseModel], tuple[dict[str, Any], str]] = weakref.WeakKeyDictionary()
+
+
+def schema_and_json(schema: type[BaseModel]) -> tuple[dict[str, Any], str]:
+    """A reply model's JSON schema and its canonical JSON, made once per model class (building a
+    pydantic schema costs more than the rest of a request's bookkeeping; it is never mutated)."""
+    got = _SCHEMAS.get(schema)
+    if got is None:
+        built = schema_of(schema)
+        got = _SCHEMAS[schema] = (built, canonical_json(built))
+    return got
+
+
+def request_key(model: str, messages: list[dict[str, Any]], params: dict[str, Any], schema_json: str) -> str:
+    """The request cache key: ``sha256_of({"model", "messages", "params", "schema"})``, byte for byte
+    (keys in sorted order), with the schema's canonical JSON made once per reply model."""
+    return sha256_of(f'{{"messages":{canonical_json(messages)},"model":{canonical_json(model)},'
+                     f'"params":{canonical_json(params)},"schema":{schema_json}}}')
 
 
 @dataclass
@@ -115,11 +135,12 @@ class LLMEngine:
     ) -> ChatResult:
         """One chat request. Raises ``LLMCallFailed`` (already recorded) if no usable reply came."""
         ctx = ctx or CallContext()
+        schema_dict, schema_json = schema_and_json(schema) if schema else (None, "null")
         req = BackendRequest(
             model=self.config.model, messages=messages, params=self.request_params(**params),
-            schema=schema_of(schema) if schema else None, schema_name=schema.__name__ if schema else "reply",
+            schema=schema_dict, schema_name=schema.__name__ if schema else "reply",
         )
-        key = sha256_of({"model": req.model, "messages": req.messages, "params": req.params, "schema": req.schema})
+        key = request_key(req.model, req.messages, req.params, schema_json)
         if self.config.cache and self.call_log is not None:
             hit = await self._from_cache(key, schema)
             if hit is not None:
@@ -179,7 +200,9 @@ class LLMEngine:
                 self.usage.repairs += 1
                 messages = req.messages + [
                     {"role": "assistant", "content": resp.choices[0]},
-                    {"role": "user", "content": render("repair", problem=problems[0], schema=req.schema)[0]["content"]},
+                    # in the language of the prompt it repairs (its recorded name says which)
+                    {"role": "user", "content": render(localized("repair", language_of(ctx.prompt_name)),
+                                                       problem=problems[0], schema=req.schema)[0]["content"]},
                 ]
         latency_ms = (time.perf_counter() - start) * 1000.0
         cost = self._cost(pt, ct)

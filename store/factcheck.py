@@ -7,43 +7,75 @@ rows (read their columns, do not lazy-load).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
-from store.db import Store, insert_ignore
+from store.db import Store, chunked
 from store.errors import StoreError
+from store.hot_path import execute_batch, insert_for
 from store.models import CheckAnswer, Item, LLMCall, Run, WorkItem
 
 AGENT_ROLES = ("agent", "specialist", "debater")  # the roles that answer in a round (not triage, final, judges)
 ANSWER_KEY = ("job_key", "item_id", "role", "round", "agent")
+JUDGE_ROLE = "location_judge"  # scores a method's answers (localisation 'llm'); not the method's compute
 
 
-def save_answer(store: Store, row: dict[str, Any]) -> int:
-    """Store one answer (idempotent: an answer already stored under its key is kept) and return its id."""
-    with store.session() as s:
-        insert_ignore(s, CheckAnswer, [row], list(ANSWER_KEY))
-        return int(s.scalar(select(CheckAnswer.id).where(*(getattr(CheckAnswer, k) == row[k] for k in ANSWER_KEY))))
+@dataclass(frozen=True)
+class AnswerRow:
+    """What the checking graph reads back of a stored answer (plain values, no ORM row)."""
+
+    id: int
+    job_key: str
+    item_id: int
+    role: str
+    round: int
+    agent: int
+    verdict: str
+    sentence_id: int | None
+    span: str | None
+    correction: str | None
+    confidence: float | None
+    reasoning: str | None
+    details: dict[str, Any]
+
+    @property
+    def slot(self) -> tuple[Any, ...]:
+        return self.job_key, self.item_id, self.role, self.round, self.agent
 
 
-def round_answers(store: Store, job_key: str, item_id: int, round_: int) -> list[CheckAnswer]:
-    """The agents' answers to one text in one round, in agent order."""
-    with store.session() as s:
-        rows = list(s.scalars(select(CheckAnswer).where(
-            CheckAnswer.job_key == job_key, CheckAnswer.item_id == item_id, CheckAnswer.round == round_,
-            CheckAnswer.role.in_(AGENT_ROLES)).order_by(CheckAnswer.agent)))
-        s.expunge_all()
-    return rows
+ANSWER_ROW_COLUMNS = (CheckAnswer.id, CheckAnswer.job_key, CheckAnswer.item_id, CheckAnswer.role, CheckAnswer.round,
+                      CheckAnswer.agent, CheckAnswer.verdict, CheckAnswer.sentence_id, CheckAnswer.span,
+                      CheckAnswer.correction, CheckAnswer.confidence, CheckAnswer.reasoning, CheckAnswer.details)
 
 
-def answer(store: Store, answer_id: int) -> CheckAnswer:
-    with store.session() as s:
-        row = s.get(CheckAnswer, answer_id)
-        if row is None:
-            raise StoreError(f"check answer {answer_id} is not in the store")
-        s.expunge(row)
-    return row
+def insert_answers(store: Store, rows: Sequence[dict[str, Any]]) -> list[AnswerRow]:
+    """Store a batch of answers (``store.batching``), idempotently: every answer whose slot (job,
+    item, role, round, agent) is free is inserted, in one transaction; per row, the answer now
+    stored in its slot (this one, or the one an earlier run stored there, which is kept)."""
+    if not rows:
+        return []
+    stmt = insert_for(store, CheckAnswer).on_conflict_do_nothing(index_elements=list(ANSWER_KEY))
+    with store.connection() as conn:
+        stored = {a.slot: a for a in (AnswerRow(*r) for r in execute_batch(conn, stmt, ANSWER_ROW_COLUMNS, rows))}
+        missing = [r for r in rows if tuple(r[k] for k in ANSWER_KEY) not in stored]
+        if missing:  # stored before (a re-run), or PostgreSQL (no RETURNING): read them by slot
+            q = select(*ANSWER_ROW_COLUMNS).where(CheckAnswer.job_key.in_({r["job_key"] for r in missing}),
+                                                  CheckAnswer.item_id.in_({r["item_id"] for r in missing}))
+            stored.update({a.slot: a for a in (AnswerRow(*r) for r in conn.execute(q))})
+    return [stored[tuple(r[k] for k in ANSWER_KEY)] for r in rows]
+
+
+def item_answers(store: Store, job_key: str, item_ids: Sequence[int]) -> list[list[AnswerRow]]:
+    """Every answer stored for each of these texts under the job (one query), per text in the order given."""
+    found: dict[int, list[AnswerRow]] = {i: [] for i in item_ids}
+    with store.connection() as conn:
+        for r in conn.execute(select(*ANSWER_ROW_COLUMNS).where(CheckAnswer.job_key == job_key,
+                                                                CheckAnswer.item_id.in_(set(item_ids)))):
+            found[r[2]].append(AnswerRow(*r))
+    return [found[i] for i in item_ids]
 
 
 def final_answers(store: Store, job_key: str) -> list[CheckAnswer]:
@@ -62,11 +94,12 @@ class JobAnswers:
     run_ids: list[str]  # oldest first (an interrupted job resumed spans several runs)
     answers: list[CheckAnswer]
     payloads: dict[int, dict[str, Any]]  # item id -> payload (gold fields included), every queued text
-    calls: int  # the calls behind the answers, cached ones included
-    tokens: int
-    failed_calls: int  # failed calls made by the job's runs
+    calls: int  # every call the method used: made by its runs (failed ones too) or behind its answers
+    tokens: int  # prompt + completion tokens of those calls, repair rounds included
+    failed_calls: int  # of those calls, the ones that failed (after retries and repairs)
     queued: int  # texts queued under the job
     texts: list[tuple[int, str]] = field(default_factory=list)  # (item id, the input's id), in input order
+    attempts: int = 0  # HTTP requests behind those calls: retries and repair rounds included
 
 
 def job_answers(store: Store, job_key: str) -> JobAnswers:
@@ -83,17 +116,27 @@ def job_answers(store: Store, job_key: str) -> JobAnswers:
         payloads = {i: p for i, _, p in queue}
         answered = {r.item_id for r in rows} - set(payloads)
         payloads.update({i.id: i.payload for i in s.scalars(select(Item).where(Item.id.in_(answered)))})
-        # the calls a method used are those behind its answers: a request another method already made
-        # (self-consistency sharing debate's round 0 samples) is answered from the cache but still counts
-        used = {r.llm_call_id for r in rows if r.llm_call_id is not None}
-        calls, tokens = s.execute(select(
-            func.count(LLMCall.id), func.coalesce(func.sum(LLMCall.prompt_tokens + LLMCall.completion_tokens), 0),
-        ).where(LLMCall.id.in_(used))).one()
-        failed = s.scalar(select(func.count(LLMCall.id)).where(LLMCall.run_id.in_(run_ids), LLMCall.ok.is_(False)))
+        # the calls a method used: every call its runs made (a call that failed validation and left no
+        # answer costs as much as one that did), and those behind its answers that another method
+        # made first (self-consistency sharing debate's round 0 samples, answered from the cache);
+        # the location judge scores the method and is not part of it
+        made = set(s.scalars(select(LLMCall.id).where(LLMCall.run_id.in_(run_ids),
+                                                      LLMCall.role.is_distinct_from(JUDGE_ROLE))))
+        used = made | {r.llm_call_id for r in rows if r.llm_call_id is not None and r.role != JUDGE_ROLE}
+        calls = tokens = attempts = failed = 0
+        for chunk in chunked(sorted(used)):
+            n, t, a, f = s.execute(select(
+                func.count(LLMCall.id), func.coalesce(func.sum(LLMCall.prompt_tokens + LLMCall.completion_tokens), 0),
+                func.coalesce(func.sum(LLMCall.attempts), 0),
+                func.coalesce(func.sum(case((LLMCall.ok.is_(False), 1), else_=0)), 0),
+            ).where(LLMCall.id.in_(chunk))).one()
+            calls, tokens, attempts, failed = calls + n, tokens + t, attempts + a, failed + f
         config = dict(runs[-1].config)
         s.expunge_all()
     texts = [(i, ext or f"item-{i}") for i, ext, _ in queue]
-    return JobAnswers(config, run_ids, rows, payloads, int(calls), int(tokens), int(failed or 0), len(queue), texts)
+    return JobAnswers(config, run_ids, rows, payloads, int(calls), int(tokens), int(failed), len(queue), texts,
+                      int(attempts))
+
 
 
 def job_keys_of(store: Store, run_ids: list[str]) -> list[str]:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from store.db import insert_ignore
+from store.db import Store, insert_ignore
 from store.models import WorkItem
 
 PENDING, CLAIMED, DONE, PARTIAL, FAILED = "pending", "claimed", "done", "partial", "failed"
@@ -100,6 +100,31 @@ def complete(session: Session, work_id: int, worker: str, error: str | None = No
         .values(status=status, error=error)
     )
     return bool(res.rowcount)
+
+
+def complete_many(store: Store, worker: str, outcomes: Sequence[tuple[int, str | None, str | None]]) -> list[bool]:
+    """``complete`` for several items of one worker in one transaction (no ORM session): each of
+    ``(work_id, error, status)``; per item, whether the claim was still this worker's. Items that
+    end the same way share one ``UPDATE ... RETURNING``."""
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for work_id, error, status in outcomes:
+        _check_end(error, status)
+        groups.setdefault((status or (FAILED if error else DONE), error), []).append(work_id)
+    kept: set[int] = set()
+    with store.connection() as conn:
+        for (status, error), ids in groups.items():
+            kept.update(conn.execute(
+                update(WorkItem).where(WorkItem.id.in_(ids), WorkItem.claimed_by == worker)
+                .values(status=status, error=error).returning(WorkItem.id)).scalars())
+    return [work_id in kept for work_id, _, _ in outcomes]
+
+
+def _check_end(error: str | None, status: str | None) -> None:
+    status = status or (FAILED if error else DONE)
+    if status not in FINISHED:
+        raise ValueError(f"an item cannot end {status!r}")
+    if status != DONE and not error:
+        raise ValueError(f"a {status} item needs its reason")
 
 
 def progress(session: Session, job_key: str, item_ids: Sequence[int] | None = None) -> dict[str, int]:

@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from store.db import Store, dialect_insert, insert_ignore
@@ -227,7 +227,20 @@ def add_candidate_score(session: Session, row: dict[str, Any]) -> None:
 
 
 def insert_llm_calls(store: Store, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert call records in one statement; their ids in the order given (the call log batches)."""
-    stmt = insert(LLMCall).returning(LLMCall.id, sort_by_parameter_order=True)
+    """Insert call records together; their ids in the order given (the call log batches).
+
+    SQLite: one ``INSERT ... RETURNING``. PostgreSQL: the ids are drawn from the table's sequence
+    first and the rows sent as one executemany (psycopg pipelines it): a multi-row INSERT with
+    thousands of parameters is parsed by the driver on every call, which cost more CPU than the rest
+    of the write."""
+    if not rows:
+        return []
     with store.connection() as conn:
+        if conn.dialect.name == "postgresql":
+            ids = sorted(int(i) for i in conn.execute(
+                text("SELECT nextval(pg_get_serial_sequence('llm_calls', 'id')) FROM generate_series(1, :n)"),
+                {"n": len(rows)}).scalars())
+            conn.execute(insert(LLMCall), [{**r, "id": i} for r, i in zip(rows, ids, strict=True)])
+            return ids
+        stmt = insert(LLMCall).returning(LLMCall.id, sort_by_parameter_order=True)
         return [int(r[0]) for r in conn.execute(stmt, rows)]

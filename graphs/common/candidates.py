@@ -17,13 +17,15 @@ __all__ = ["answer_and_store", "distinct_candidate_ids", "item_payload", "pairin
 
 
 async def answer_and_store(store: Store, engine: LLMEngine, payload: dict[str, Any], run_id: str, item_id: int,
-                           sample_index: int, seed: int) -> dict[str, Any]:
+                           sample_index: int, seed: int, language: str = "auto") -> dict[str, Any]:
     """One candidate answer as a graph update: ``{"candidate_ids": [id]}``; ``{"failures": [why]}`` when
     the call failed (recorded; a re-run retries it), or ``{"unusable": [why]}`` when the model answered
-    with nothing (a re-run would get the same answer from the cache, so it does not hold the pair up)."""
+    with nothing (a re-run would get the same answer from the cache, so it does not hold the pair up).
+    ``language``: the pipeline's prompt language setting (``auto``: the item's own)."""
     where = f"generate[{engine.model}:{sample_index}]"
     try:
-        res = await AnswerGenerator(engine).answer(payload, seed=seed, ctx=CallContext(run_id=run_id, item_id=item_id))
+        res = await AnswerGenerator(engine, language).answer(payload, seed=seed,
+                                                             ctx=CallContext(run_id=run_id, item_id=item_id))
     except LLMCallFailed as exc:
         return {"failures": [f"{where}: {exc.reason}"]}
     if not res.text.strip():

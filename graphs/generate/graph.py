@@ -16,7 +16,7 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
-from agents.prompts import prompt_hash
+from agents.prompts import prompt_hashes
 from agents.roles import AnswerGenerator
 from graphs.common.candidates import pairing_outcome
 from graphs.common.runner import ItemOutcome, WorkflowReport, run_workflow
@@ -61,7 +61,7 @@ def job_key_for(deps: GenerateDeps, dataset: str) -> str:
         "generator_params": deps.generator.request_params(), "judge": deps.judge.model,
         "rubric": [c.__dict__ for c in deps.rubric.criteria],
         "settings": deps.config.shaping(exclude={"rubric"}, seed=deps.seed),
-        "prompts": [prompt_hash(AnswerGenerator.prompt), prompt_hash("judge"), prompt_hash("judge_criterion")],
+        "prompts": [prompt_hashes(AnswerGenerator.prompt), prompt_hashes("judge"), prompt_hashes("judge_criterion")],
     })[:32]
 
 

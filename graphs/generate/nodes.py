@@ -1,7 +1,9 @@
 """The generate graph's nodes: write a candidate, drop duplicates, judge a candidate, choose the pair.
 
-Each node reads what it needs from the store by id and writes what it made before returning, so an
-interrupted run loses nothing and a re-run is answered from the request cache."""
+Each node writes what it made before returning, so an interrupted run loses nothing and a re-run is
+answered from the request cache. What they read (the item, its candidates) and write goes through
+``ItemMemory``: read once per item and kept for its life, written in batches with the other items in
+flight. Every node is a coroutine: none blocks, so none needs a thread."""
 
 from __future__ import annotations
 
@@ -12,12 +14,11 @@ from typing import Any
 from agents.engine import CallContext, LLMEngine
 from agents.errors import LLMCallFailed
 from agents.roles import RubricJudge, SimpleRubric, conversation_of
-from graphs.common.candidates import answer_and_store, distinct_candidate_ids, waiting_for_calls
+from graphs.common.candidates import waiting_for_calls
+from graphs.common.item_memory import ItemMemory
 from graphs.generate.configuration import GenerateConfig
 from graphs.generate.state import GenerateState, JudgeTask, SampleTask
 from store import Store
-from store.lookups import candidate_text, candidates, item_payload
-from store.records import add_judgments, add_pairs
 
 
 @dataclass
@@ -38,42 +39,62 @@ class GenerateNodes:
 
     def __init__(self, deps: GenerateDeps | None):
         self.deps = deps
+        self._graders: dict[str, RubricJudge] = {}
 
     @cached_property
-    def grader(self) -> RubricJudge:
-        d = self.deps
-        return RubricJudge(d.judge, d.rubric, d.config.judge_mode, d.config.judge_scoring)
+    def memory(self) -> ItemMemory:
+        return ItemMemory(self.deps.store)
+
+    def grader_in(self, language: str) -> RubricJudge:
+        """The judge for items whose prompt language is ``language`` (one per language, made once)."""
+        if language not in self._graders:
+            d = self.deps
+            self._graders[language] = RubricJudge(d.judge, d.rubric, d.config.judge_mode, d.config.judge_scoring,
+                                                  language=language)
+        return self._graders[language]
 
     async def generate_candidate(self, task: SampleTask) -> dict[str, Any]:
         d, i = self.deps, task["sample_index"]
-        return await answer_and_store(d.store, d.generator, item_payload(d.store, task["item_id"]), task["run_id"],
-                                      task["item_id"], i, d.seed + i)
+        return await self.memory.answer_and_store(d.generator, task["item_id"], task["run_id"], i, d.seed + i,
+                                                  d.config.prompt_language)
 
-    def dedupe_candidates(self, state: GenerateState) -> dict[str, Any]:
+    async def dedupe_candidates(self, state: GenerateState) -> dict[str, Any]:
         """Exact duplicates (after whitespace/case normalisation) are judged once, paired never."""
-        return {"distinct_ids": distinct_candidate_ids(self.deps.store, state.get("candidate_ids", []))}
+        return {"distinct_ids": await self.memory.distinct_candidate_ids(state["item_id"],
+                                                                         state.get("candidate_ids", []))}
 
     async def judge_candidate(self, task: JudgeTask) -> dict[str, Any]:
         d, cid = self.deps, task["candidate_id"]
         ctx = CallContext(run_id=task["run_id"], item_id=task["item_id"])
+        rows = await self.memory.candidates(task["item_id"], [cid])
+        if cid not in rows:
+            raise KeyError(f"candidate {cid} is not in the store")
         try:
-            grades = await self.grader.grade(item_payload(d.store, task["item_id"]), candidate_text(d.store, cid), ctx)
+            language = await self.memory.language(task["item_id"], d.config.prompt_language)
+            grades = await self.grader_in(language).grade(await self.memory.payload(task["item_id"]),
+                                                          rows[cid].text, ctx)
         except LLMCallFailed as exc:
             return {"failures": [f"judge[candidate {cid}]: {exc.reason}"]}
         scores = {name: g.score for name, g in grades.items()}
-        with d.store.session() as s:
-            jids = add_judgments(s, [
-                {"run_id": task["run_id"], "candidate_id": cid, "llm_call_id": g.call_id, "criterion": name,
-                 "criterion_kind": "generic", "score": g.score, "reason": g.reason,
-                 "details": {**g.reading.as_dict(), "mode": d.config.judge_mode}, "judge_model": d.judge.model}
-                for name, g in grades.items()
-            ])
+        jids = await self.memory.add_judgments([
+            {"run_id": task["run_id"], "candidate_id": cid, "llm_call_id": g.call_id, "criterion": name,
+             "criterion_kind": "generic", "score": g.score, "reason": g.reason,
+             "details": {**g.reading.as_dict(), "mode": d.config.judge_mode}, "judge_model": d.judge.model}
+            for name, g in grades.items()
+        ])
         return {"graded": [{"candidate_id": cid, "weighted": d.rubric.weighted(scores), "scores": scores,
                             "judgment_ids": jids}]}
 
-    def select_pair(self, state: GenerateState) -> dict[str, Any]:
+    async def select_pair(self, state: GenerateState) -> dict[str, Any]:
         """Best vs worst once every call succeeded (or ``min_candidates`` were graded): a pair is never
-        formed from fewer candidates than asked unless the settings allow it, and then it says so."""
+        formed from fewer candidates than asked unless the settings allow it, and then it says so.
+        The item's graph ends here: what was kept in memory for it is dropped."""
+        try:
+            return await self._select_pair(state)
+        finally:
+            self.memory.forget(state["item_id"])
+
+    async def _select_pair(self, state: GenerateState) -> dict[str, Any]:
         d = self.deps
         graded = sorted(state.get("graded", []), key=lambda g: (-g["weighted"], g["candidate_id"]))
         failures = state.get("failures", [])
@@ -86,9 +107,9 @@ class GenerateNodes:
         margin = best["weighted"] - worst["weighted"]
         if margin < d.config.min_margin:
             return {"paired": False, "outcome": f"no pair: margin {margin:.2f} < {d.config.min_margin}"}
-        rows = candidates(d.store, [best["candidate_id"], worst["candidate_id"]])
+        rows = await self.memory.candidates(state["item_id"], [best["candidate_id"], worst["candidate_id"]])
         chosen, rejected = rows[best["candidate_id"]], rows[worst["candidate_id"]]
-        payload = item_payload(d.store, state["item_id"])
+        payload = await self.memory.payload(state["item_id"])
         pair = {
             "kind": "generic", "run_id": state["run_id"], "item_id": state["item_id"],
             "prompt": conversation_of(payload), "chosen": chosen.text, "rejected": rejected.text,
@@ -102,6 +123,5 @@ class GenerateNodes:
                 "candidates": {"graded": len(graded), "asked": d.config.n_candidates, "failed_calls": len(failures)},
             },
         }
-        with d.store.session() as s:
-            new = add_pairs(s, [pair])
+        new = await self.memory.add_pair(pair)
         return {"paired": True, "outcome": "pair stored" if new else "pair already stored"}

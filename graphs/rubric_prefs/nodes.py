@@ -1,7 +1,14 @@
-"""The rubric-prefs graph's nodes: answer, drop exact duplicates, grade per criterion, choose safety first."""
+"""The rubric-prefs graph's nodes: answer, drop exact duplicates, grade per criterion, choose safety first.
+
+Each node writes what it made before returning, so an interrupted run loses nothing and a re-run is
+answered from the request cache. What they read (the item, its rubric, its candidates) and write
+goes through ``ItemMemory``: read once per item and kept for its life, written in batches with the
+other items in flight (a candidate's judgments and scores in one transaction per wave). Every node
+is a coroutine: none blocks, so none needs a thread."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -9,16 +16,18 @@ from typing import Any
 from agents.engine import CallContext, LLMEngine
 from agents.errors import LLMCallFailed
 from agents.pair_selection import Graded, select_pair
-from agents.prompts import prompt_hash
+from agents.prompts import prompt_hashes
 from agents.roles import AnswerGenerator, conversation_of
 from agents.rubric import Rubric, RubricScore
 from agents.rubric_grader import RubricGrader
-from graphs.common.candidates import answer_and_store, distinct_candidate_ids, waiting_for_calls
+from graphs.common.candidates import waiting_for_calls
+from graphs.common.item_memory import MAX_ITEMS, ItemMemory
 from graphs.rubric_prefs.configuration import RubricPrefsConfig
 from graphs.rubric_prefs.state import GradeTask, RubricPrefsState, SampleTask
 from store import Store
-from store.lookups import candidate_text, candidates, item_payload
-from store.records import add_candidate_score, add_judgments, add_pairs, sha256_of
+from store.batching import BatchQueue
+from store.hot_path import GradedCandidate, insert_graded
+from store.records import sha256_of
 
 
 @dataclass
@@ -41,45 +50,68 @@ class RubricPrefsDeps:
             "grader_mode": c.grader_mode, "n": c.n_candidates, "seed": self.seed,
             "selection": c.selection().__dict__,
             "second_grader": self.second_grader.model if self.second_grader else None,
-            "prompts": [prompt_hash(AnswerGenerator.prompt), prompt_hash("grade_criterion"),
-                        prompt_hash("grade_rubric")],
+            "prompts": [prompt_hashes(AnswerGenerator.prompt), prompt_hashes("grade_criterion"),
+                        prompt_hashes("grade_rubric")],
         })[:32]
 
 
 class RubricPrefsNodes:
     def __init__(self, deps: RubricPrefsDeps | None):
         self.deps = deps
+        self._rubrics: OrderedDict[int, Rubric] = OrderedDict()  # item -> its rubric, validated once
+
+    @cached_property
+    def memory(self) -> ItemMemory:
+        return ItemMemory(self.deps.store)
+
+    @cached_property
+    def _write_graded(self) -> BatchQueue[GradedCandidate, list[int]]:
+        store = self.deps.store
+        return BatchQueue(lambda graded: insert_graded(store, graded))
 
     @cached_property
     def grader(self) -> RubricGrader:
-        return RubricGrader(self.deps.grader, self.deps.config.grader_mode)
+        return RubricGrader(self.deps.grader, self.deps.config.grader_mode, self.deps.config.prompt_language)
 
     @cached_property
     def second(self) -> RubricGrader | None:
         d = self.deps
-        return RubricGrader(d.second_grader, d.config.grader_mode) if d.second_grader else None
+        return RubricGrader(d.second_grader, d.config.grader_mode, d.config.prompt_language) if d.second_grader \
+            else None
 
-    def load(self, item_id: int) -> tuple[dict[str, Any], Rubric]:
-        payload = item_payload(self.deps.store, item_id)
-        return payload, Rubric.model_validate(payload["rubric"])
+    async def load(self, item_id: int) -> tuple[dict[str, Any], Rubric]:
+        """The item's payload and its rubric (validated once per item)."""
+        payload = await self.memory.payload(item_id)
+        rubric = self._rubrics.get(item_id)
+        if rubric is None:
+            rubric = self._rubrics[item_id] = Rubric.model_validate(payload["rubric"])
+            while len(self._rubrics) > MAX_ITEMS:
+                self._rubrics.popitem(last=False)
+        return payload, rubric
 
     async def generate_candidate(self, task: SampleTask) -> dict[str, Any]:
         d, i = self.deps, task["sample_index"]
-        return await answer_and_store(d.store, d.generators[task["generator"]], self.load(task["item_id"])[0],
-                                      task["run_id"], task["item_id"], i, d.seed + i)
+        return await self.memory.answer_and_store(d.generators[task["generator"]], task["item_id"], task["run_id"],
+                                                  i, d.seed + i, d.config.prompt_language)
 
-    def distinct_candidates(self, state: RubricPrefsState) -> dict[str, Any]:
+    async def distinct_candidates(self, state: RubricPrefsState) -> dict[str, Any]:
         """Exact duplicates are graded once (near duplicates are handled at selection)."""
-        return {"distinct_ids": distinct_candidate_ids(self.deps.store, state.get("candidate_ids", []))}
+        return {"distinct_ids": await self.memory.distinct_candidate_ids(state["item_id"],
+                                                                         state.get("candidate_ids", []))}
 
     async def grade_candidate(self, task: GradeTask) -> dict[str, Any]:
         d, cid = self.deps, task["candidate_id"]
-        payload, rubric = self.load(task["item_id"])
-        answer = candidate_text(d.store, cid)
+        payload, rubric = await self.load(task["item_id"])
+        found = await self.memory.candidates(task["item_id"], [cid])
+        if cid not in found:
+            raise KeyError(f"candidate {cid} is not in the store")
+        answer = found[cid].text
         ctx = CallContext(run_id=task["run_id"], item_id=task["item_id"])
         try:
-            verdicts = await self.grader.grade(conversation_of(payload), answer, rubric, ctx)
-            extra = await self.second.grade(conversation_of(payload), answer, rubric, ctx) if self.second else {}
+            # the item's prompt language, as the grader would choose it, decided once per item
+            lang = await self.memory.language(task["item_id"], d.config.prompt_language)
+            verdicts = await self.grader.grade(conversation_of(payload), answer, rubric, ctx, lang)
+            extra = await self.second.grade(conversation_of(payload), answer, rubric, ctx, lang) if self.second else {}
         except LLMCallFailed as exc:
             return {"failures": [f"grade[candidate {cid}]: {exc.reason}"]}
         score = RubricGrader.score(rubric, verdicts)
@@ -93,49 +125,58 @@ class RubricPrefsNodes:
                                  "mode": d.config.grader_mode, "grader": role}}
                     for crit, v in found.items()]
 
-        with d.store.session() as s:
-            jids = add_judgments(s, rows(verdicts, d.grader.model, "primary"))
-            if self.second:
-                add_judgments(s, rows(extra, d.second_grader.model, "second"))
-            add_candidate_score(s, {"candidate_id": cid, "job_key": d.job_key, "run_id": task["run_id"],
-                                    "s1": score.s1, "s2": score.s2, "s3": score.s3, "judgment_ids": jids,
-                                    "grader_model": d.grader.model})
+        jids = await self._write_graded.submit(GradedCandidate(
+            rows(verdicts, d.grader.model, "primary"),
+            rows(extra, d.second_grader.model, "second") if self.second else [],
+            {"candidate_id": cid, "job_key": d.job_key, "run_id": task["run_id"], "s1": score.s1, "s2": score.s2,
+             "s3": score.s3, "grader_model": d.grader.model}))
         return {"graded": [{"candidate_id": cid, "s1": score.s1, "s2": score.s2, "s3": score.s3,
                             "judgment_ids": jids}]}
 
-    def select_pair(self, state: RubricPrefsState) -> dict[str, Any]:
-        """Safety first, once every call succeeded (or ``min_candidates`` were graded)."""
+    async def select_pair(self, state: RubricPrefsState) -> dict[str, Any]:
+        """Safety first, once every call succeeded (or ``min_candidates`` were graded). The item's
+        graph ends here: what was kept in memory for it is dropped."""
+        try:
+            return await self._select_pair(state)
+        finally:
+            self.memory.forget(state["item_id"])
+            self._rubrics.pop(state["item_id"], None)
+
+    async def _select_pair(self, state: RubricPrefsState) -> dict[str, Any]:
         d = self.deps
         graded = {g["candidate_id"]: g for g in state.get("graded", [])}
         failures = state.get("failures", [])
         asked = d.config.n_candidates * len(d.generators)
         if failures and (d.config.min_candidates is None or len(graded) < d.config.min_candidates):
             return {"paired": False, "outcome": waiting_for_calls(state, len(state.get("candidate_ids", [])), asked)}
-        rows = candidates(d.store, graded)
+        rows = await self.memory.candidates(state["item_id"], graded)
         pool = [Graded(cid, rows[cid].text, RubricScore(g["s1"], g["s2"], g["s3"]))
                 for cid, g in sorted(graded.items())]
         sel = select_pair(pool, d.config.selection())
         if not sel.kept:
             return {"paired": False, "outcome": f"no pair: {sel.reason}"}
-        payload, rubric = self.load(state["item_id"])
+        payload, rubric = await self.load(state["item_id"])
         chosen, rejected = rows[sel.chosen.candidate_id], rows[sel.rejected.candidate_id]
         m = sel.margins
         pair = {
             "kind": "rubric", "run_id": state["run_id"], "item_id": state["item_id"],
             "prompt": conversation_of(payload), "chosen": chosen.text, "rejected": rejected.text,
             "chosen_candidate_id": chosen.id, "rejected_candidate_id": rejected.id,
-            "margin": m["s3"] if m["s3"] > 0 else m["s1"], "margins": m, "language": payload.get("lang"),
+            # one unit per number: the margin column is the S1 difference; the veto (s3) and S2
+            # differences are in margins, each filterable on its own (db export --min-veto-margin ...)
+            "margin": m["s1"],
+            "margins": {**m, "chosen_vetoes": float(sel.chosen.score.s3)} if sel.unsafe_chosen else m,
+            "language": payload.get("lang"),
             "provenance": {
                 "job_key": d.job_key, "grader_model": d.grader.model, "grader_mode": d.config.grader_mode,
                 "generator_models": [chosen.model, rejected.model],
                 "llm_call_ids": [chosen.llm_call_id, rejected.llm_call_id],
                 "judgment_ids": graded[chosen.id]["judgment_ids"] + graded[rejected.id]["judgment_ids"],
                 "rubric_criteria": [c.id for c in rubric.criteria], "rubric_id": payload.get("rubric_id"),
-                "selection": sel.reason,
+                "selection": sel.reason, "decided_by": sel.decided_by, "unsafe_chosen": sel.unsafe_chosen,
                 "length_ratio": sel.length_ratio, "dropped": {str(k): v for k, v in sel.dropped.items()},
                 "candidates": {"graded": len(graded), "asked": asked, "failed_calls": len(failures)},
             },
         }
-        with d.store.session() as s:
-            new = add_pairs(s, [pair])
+        new = await self.memory.add_pair(pair)
         return {"paired": True, "outcome": "pair stored" if new else "pair already stored"}
