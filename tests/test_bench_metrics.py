@@ -365,8 +365,13 @@ def test_external_location_match_overrides_sentence_ids():
     assert m.localisation.tp == 1 and m.localisation.precision == pytest.approx(1 / 3)
     judged[0] = ScoredText(True, 2, "error", 2, location_match=True)
     assert factcheck_metrics(judged).localisation.tp == 2
+    # an erroneous text without a gold location among located ones is an error in the data...
     with pytest.raises(ValueError, match="supply location_match"):
-        factcheck_metrics([ScoredText(True, None, "error", 1)])
+        factcheck_metrics([ScoredText(True, 2, "error", 2), ScoredText(True, None, "error", 1)])
+    # ...while a veracity-only dataset (no error located) has no localisation, reported as such, not 0
+    veracity_only = factcheck_metrics([ScoredText(True, None, "error", 1), ScoredText(False, None, "correct")])
+    assert not veracity_only.localisation_available and veracity_only.localisation.tp == 0
+    assert veracity_only.veracity.recall == 1.0
     with pytest.raises(ValueError, match="correct text"):
         factcheck_metrics([ScoredText(False, 3, "correct")])
     with pytest.raises(ValueError, match="verdict"):
