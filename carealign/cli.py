@@ -82,6 +82,7 @@ GRAPHS = {
     "factbench": ("graphs.factbench.graph", "build_graph"),
     "bench-rubric": ("graphs.bench.graph", "build_rubric_graph"),
     "bench-strategy": ("graphs.bench.graph", "build_strategy_graph"),
+    "bench-reward-model": ("graphs.bench.graph", "build_reward_model_graph"),
     "bench-medication": ("graphs.bench.graph", "build_medication_graph"),
     "bench-medication-build": ("graphs.bench.graph", "build_medication_build_graph"),
 }
