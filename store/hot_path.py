@@ -16,7 +16,7 @@ from sqlalchemy import Connection, select
 
 from store.db import Store
 from store.models import Candidate, CandidateScore, Item, Judgment, PreferencePair
-from store.records import normalise_text, pair_hash, sha256_of
+from store.records import normalise_text, pair_rows, sha256_of
 
 
 @dataclass(frozen=True)
@@ -140,11 +140,7 @@ def insert_graded(store: Store, graded: Sequence[GradedCandidate]) -> list[list[
 
 def insert_pairs(store: Store, pairs: Sequence[dict[str, Any]]) -> list[bool]:
     """Insert preference pairs, skipping ones already stored; per pair, whether it was new."""
-    rows = []
-    for p in pairs:
-        row = dict(p)
-        row.setdefault("pair_hash", pair_hash(row["kind"], row["prompt"], row["chosen"], row["rejected"]))
-        rows.append(row)
+    rows = pair_rows(pairs)
     if not rows:
         return []
     stmt = insert_for(store, PreferencePair).on_conflict_do_nothing(index_elements=["pair_hash"])

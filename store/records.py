@@ -192,13 +192,19 @@ def pair_hash(kind: str, prompt: Any, chosen: str, rejected: str) -> str:
     return sha256_of([kind, prompt, normalise_text(chosen), normalise_text(rejected)])
 
 
-def add_pairs(session: Session, pairs: Iterable[dict[str, Any]]) -> int:
-    """Insert preference pairs, skipping ones already stored; returns how many were new."""
+def pair_rows(pairs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pair rows to insert, each with its ``pair_hash`` (the key that makes a re-insert a no-op)."""
     rows = []
     for p in pairs:
         row = dict(p)
         row.setdefault("pair_hash", pair_hash(row["kind"], row["prompt"], row["chosen"], row["rejected"]))
         rows.append(row)
+    return rows
+
+
+def add_pairs(session: Session, pairs: Iterable[dict[str, Any]]) -> int:
+    """Insert preference pairs, skipping ones already stored; returns how many were new."""
+    rows = pair_rows(pairs)
     if not rows:
         return 0
     # RETURNING yields only the rows this INSERT wrote (not ones skipped as duplicates, nor rows

@@ -26,7 +26,7 @@ from agents.rubric import RewardConfig, Rubric, RubricScore, policy_reward  # no
 from store import Store  # noqa: E402
 from store.models import Run  # noqa: E402
 from tests.tiny_models import build_tiny_causal_lm  # noqa: E402
-from tests.training_data import QA, RUBRIC, TrainingStore, populate  # noqa: E402
+from tests.training_data import QA, RUBRIC, TrainingStore, populated_store  # noqa: E402
 from training.config import load_configs, train_table  # noqa: E402
 from training.cso_config import CSOConfig  # noqa: E402
 from training.data import load_split, select_pairs, split_groups, split_pairs  # noqa: E402
@@ -52,13 +52,7 @@ RUBRIC_DATA = dict(kinds=["rubric"], language="en", min_margin=0.5, eval_fractio
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> TrainingStore:
-    import torch
-
-    torch.set_num_threads(2)
-    folder = tmp_path_factory.mktemp("train")
-    store = Store(f"sqlite:///{folder / 'store.db'}")
-    store.ensure_schema()
-    return populate(store)
+    return populated_store(tmp_path_factory.mktemp("train"))
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from store.bench import run_summaries  # noqa: E402
 from store.models import Run  # noqa: E402
 from tests.helpers import write_jsonl  # noqa: E402
 from tests.tiny_models import build_tiny_causal_lm  # noqa: E402
-from tests.training_data import QA, RUBRIC, TrainingStore, populate  # noqa: E402
+from tests.training_data import QA, RUBRIC, TrainingStore, populated_store  # noqa: E402
 from training.data_config import DataConfig  # noqa: E402
 from training.rm_config import RMConfig  # noqa: E402
 from training.rm_eval import bench_rubric, pairwise_verdict  # noqa: E402
@@ -36,13 +36,7 @@ DATA = dict(kinds=["rubric"], language="en", min_margin=0.5, eval_fraction=0.3, 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> TrainingStore:
-    import torch
-
-    torch.set_num_threads(2)
-    folder = tmp_path_factory.mktemp("benchrm")
-    store = Store(f"sqlite:///{folder / 'store.db'}")
-    store.ensure_schema()
-    return populate(store)
+    return populated_store(tmp_path_factory.mktemp("benchrm"))
 
 
 @pytest.fixture(scope="module", params=["criteria", "multihead"])

@@ -26,7 +26,7 @@ from typer.testing import CliRunner  # noqa: E402
 from store import Store  # noqa: E402
 from store.models import Run  # noqa: E402
 from tests.tiny_models import build_tiny_causal_lm  # noqa: E402
-from tests.training_data import TrainingStore, populate  # noqa: E402
+from tests.training_data import TrainingStore, populated_store  # noqa: E402
 from training.common import CHECKPOINTS, LOGS, TrainCommon  # noqa: E402
 from training.config import METHOD_CONFIGS, list_settings  # noqa: E402
 from training.data_config import DataConfig  # noqa: E402
@@ -45,13 +45,7 @@ SFT_SETS = [f"max_steps={STEPS}", f"save_steps={EVERY}", f"use_cpu={ON_CPU}", "p
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> TrainingStore:
-    import torch
-
-    torch.set_num_threads(2)
-    folder = tmp_path_factory.mktemp("resume")
-    store = Store(f"sqlite:///{folder / 'store.db'}")
-    store.ensure_schema()
-    return populate(store)
+    return populated_store(tmp_path_factory.mktemp("resume"))
 
 
 @pytest.fixture(scope="module")

@@ -89,6 +89,17 @@ def _candidate(s, run_id: str, item_id: int, n: int, text: str, verdicts: dict[s
     return cid, jids
 
 
+def populated_store(folder) -> TrainingStore:
+    """A SQLite store in ``folder`` holding the rubric and ESC training data, with torch kept to the
+    machine's two threads (what the training test modules share)."""
+    import torch
+
+    torch.set_num_threads(2)
+    store = Store(f"sqlite:///{folder / 'store.db'}")
+    store.ensure_schema()
+    return populate(store)
+
+
 def populate(store: Store) -> TrainingStore:
     out = TrainingStore(store)
     with store.session() as s:

@@ -39,10 +39,15 @@ async def answer_and_store(store: Store, engine: LLMEngine, payload: dict[str, A
 def distinct_candidate_ids(store: Store, candidate_ids: Iterable[int]) -> list[int]:
     """Candidates with distinct normalised text, first of each kept in (model, sample) order: an
     answer that came twice is judged once and never paired with itself."""
-    rows = sorted(candidates(store, candidate_ids).values(), key=lambda c: (c.model, c.sample_index))
+    return first_of_each_text(candidates(store, candidate_ids).values())
+
+
+def first_of_each_text(rows: Iterable[Any]) -> list[int]:
+    """The ids of the candidate rows with distinct normalised text (``text_hash``), the first of
+    each in (model, sample) order."""
     seen: set[str] = set()
     distinct = []
-    for c in rows:
+    for c in sorted(rows, key=lambda c: (c.model, c.sample_index)):
         if c.text_hash not in seen:
             seen.add(c.text_hash)
             distinct.append(c.id)

@@ -22,6 +22,7 @@ from agents.errors import LLMCallFailed
 from agents.language import choose_lang
 from agents.prompts import localized, prompt_hash, render
 from agents.roles import AnswerGenerator, conversation_of
+from graphs.common.candidates import first_of_each_text
 from store import Store
 from store.batching import BatchQueue
 from store.hot_path import (
@@ -142,14 +143,7 @@ class ItemMemory:
     async def distinct_candidate_ids(self, item_id: int, candidate_ids: Iterable[int]) -> list[int]:
         """``graphs.common.candidates.distinct_candidate_ids`` on this memory: distinct normalised texts,
         the first of each kept in (model, sample) order."""
-        rows = sorted((await self.candidates(item_id, candidate_ids)).values(), key=lambda c: (c.model, c.sample_index))
-        seen: set[str] = set()
-        distinct = []
-        for c in rows:
-            if c.text_hash not in seen:
-                seen.add(c.text_hash)
-                distinct.append(c.id)
-        return distinct
+        return first_of_each_text((await self.candidates(item_id, candidate_ids)).values())
 
 
 def _rows_in_order(store: Store, ids: list[int]) -> list[CandidateRow | None]:
