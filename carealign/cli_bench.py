@@ -21,6 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from benchmarks.datasets.medication import read_drug_labels, read_medication_items
+from benchmarks.datasets.rows import InputReport
 from benchmarks.datasets.rubric_bench import read_rubric_bench
 from benchmarks.datasets.strategy import load_mapping, load_strategy_set, read_strategy_dialogues
 from carealign.command import (
@@ -40,6 +41,7 @@ from carealign.options import (
     judge_model_option,
     limit_option,
     no_cache_option,
+    on_bad_row_option,
     out_dir_option,
     seed_option,
 )
@@ -52,6 +54,7 @@ from graphs.bench.medication_nodes import MedicationBenchDeps
 from graphs.bench.rubric_nodes import RubricBenchDeps
 from graphs.bench.strategy_nodes import StrategyBenchDeps
 from graphs.common.runner import WorkflowReport
+from store.run_reports import add_run_stats
 
 bench_app = typer.Typer(no_args_is_help=True, help="Evaluate models: rubric scoring, strategy, medication.")
 
@@ -90,20 +93,31 @@ def show_summary(report: WorkflowReport, summary: dict[str, Any] | None, title: 
 
 
 # -- bench rubric ------------------------------------------------------------------------------------
-async def rubric_command(settings: Settings, input_file: Path, dataset: str, limit: int | None) -> None:
+def _read(read: InputReport, reader: Any, *args: Any) -> list[dict[str, Any]]:
+    """Records of an input file, read before anything is opened, and what the reading passed over."""
+    records = reader(*args, report=read)
+    for line in read.lines():
+        console.print(line, markup=False, highlight=False)
+    return records
+
+
+async def rubric_command(settings: Settings, input_file: Path, dataset: str, limit: int | None,
+                         on_bad_row: str = "fail") -> None:
     config = settings.bench
-    records = read_rubric_bench(input_file, config.rubric_mode, limit)
+    read = InputReport(str(input_file), on_bad_row, limit)  # type: ignore[arg-type]
+    records = _read(read, read_rubric_bench, input_file, config.rubric_mode)
     async with pipeline_session(settings, warn_self_grading=config.rubric_mode == "score") as session:
         e = session.engines
         deps = RubricBenchDeps(session.store, e.generator, e.judge, config, settings.seed, dataset)
         report, summary = await session.run(
             f"bench rubric ({config.rubric_mode})", len(records), [e.generator, e.judge],
             lambda on_item: run_rubric_bench(deps, records, session.run_config(), redo=session.redo, on_item=on_item))
+        add_run_stats(session.store, report.run_id, {"input": read.stats()})
     show_summary(report, summary, "bench rubric")
 
 
 async def reward_model_command(settings: Settings, reward_model: Path, input_file: Path, dataset: str,
-                               limit: int | None) -> None:
+                               limit: int | None, on_bad_row: str = "fail") -> None:
     """The pairwise bench with a trained reward model as the judge: stored as a ``rubric_pairwise``
     run beside the LLM judges' (``bench compare`` shows them side by side)."""
     from benchmarks.datasets.instructions import InputError
@@ -113,7 +127,8 @@ async def reward_model_command(settings: Settings, reward_model: Path, input_fil
     from training.rm_eval import model_key, pairwise_verdict
     from training.rm_scorer import RewardScorer
 
-    records = read_rubric_bench(input_file, "pairwise", limit)
+    read = InputReport(str(input_file), on_bad_row, limit)  # type: ignore[arg-type]
+    records = _read(read, read_rubric_bench, input_file, "pairwise")
     for r in records:
         if not r["payload"]["criteria"]:
             raise InputError(f"{r['source']}: field 'rubric': a reward model scores answers against criteria, and "
@@ -129,6 +144,7 @@ async def reward_model_command(settings: Settings, reward_model: Path, input_fil
             "bench rubric (reward model)", len(records), [],
             lambda on_item: run_reward_model_bench(deps, records, run_config, redo=not settings.cache,
                                                    on_item=on_item))
+        add_run_stats(store, report.run_id, {"input": read.stats()})
     summary = show_summary(report, summary, "bench rubric")
     if summary.get("criterion_accuracy") is not None:
         console.print(rows_table("per criterion kind", ["kind", "n", "accuracy"],
@@ -156,6 +172,7 @@ def rubric(
                                              "pairwise files only"),
     reward_model_batch_size: int | None = config_option(BenchConfig, "reward_model_batch_size",
                                                         "--reward-model-batch-size"),
+    on_bad_row: str = on_bad_row_option(),
 ) -> None:
     """Score answers with rubric items exactly as HealthBench does, or score a judge (pairwise, meta)."""
     judge_model, judge_base_url = judge_or_old_names(judge_model, judge_base_url, grader_model, grader_base_url)
@@ -166,11 +183,11 @@ def rubric(
             raise FileNotFoundError(f"--reward-model {reward_model}: no such folder")
         settings = _settings({"reward_model_batch_size": reward_model_batch_size}, None, None, seed, no_cache)
         asyncio.run(reward_model_command(settings, reward_model, input_file, dataset or input_file.stem,
-                                         check_limit(limit)))
+                                         check_limit(limit), on_bad_row))
         return
     settings = _settings({"rubric_mode": mode, "grader_mode": grader_mode}, judge_model, judge_base_url, seed,
                          no_cache)
-    asyncio.run(rubric_command(settings, input_file, dataset or input_file.stem, check_limit(limit)))
+    asyncio.run(rubric_command(settings, input_file, dataset or input_file.stem, check_limit(limit), on_bad_row))
 
 
 # -- bench strategy ----------------------------------------------------------------------------------
@@ -228,11 +245,13 @@ def strategy(
 
 
 # -- bench medication --------------------------------------------------------------------------------
-async def medication_command(settings: Settings, input_file: Path, dataset: str, limit: int | None) -> None:
+async def medication_command(settings: Settings, input_file: Path, dataset: str, limit: int | None,
+                             on_bad_row: str = "fail") -> None:
     from benchmarks.bench_report import MEDICATION_TASK_COLUMNS, medication_task_rows  # matplotlib
 
     config = settings.bench
-    records = read_medication_items(input_file, limit)
+    read = InputReport(str(input_file), on_bad_row, limit)  # type: ignore[arg-type]
+    records = _read(read, read_medication_items, input_file)
     async with pipeline_session(settings) as session:
         e = session.engines
         deps = MedicationBenchDeps(session.store, e.generator, e.judge, config, settings.seed, dataset)
@@ -240,6 +259,7 @@ async def medication_command(settings: Settings, input_file: Path, dataset: str,
             "bench medication", len(records), [e.generator, e.judge],
             lambda on_item: run_medication_bench(deps, records, session.run_config(), redo=session.redo,
                                                  on_item=on_item))
+        add_run_stats(session.store, report.run_id, {"input": read.stats()})
     summary = show_summary(report, summary, "bench medication")
     console.print(rows_table("per task", list(MEDICATION_TASK_COLUMNS), medication_task_rows(summary)))
 
@@ -257,11 +277,12 @@ def medication(
     no_cache: bool = no_cache_option(),
     grader_model: str | None = hidden_alias("--grader-model"),
     grader_base_url: str | None = hidden_alias("--grader-base-url"),
+    on_bad_row: str = on_bad_row_option(),
 ) -> None:
     """Accuracy per task, abstention, accuracy when answering, over-confidence and ECE."""
     judge_model, judge_base_url = judge_or_old_names(judge_model, judge_base_url, grader_model, grader_base_url)
     settings = _settings({"ask_confidence": confidence}, judge_model, judge_base_url, seed, no_cache)
-    asyncio.run(medication_command(settings, input_file, dataset or input_file.stem, check_limit(limit)))
+    asyncio.run(medication_command(settings, input_file, dataset or input_file.stem, check_limit(limit), on_bad_row))
 
 
 # -- bench medication build --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from benchmarks.datasets.instructions import read_rubric_instructions
+from benchmarks.datasets.rows import InputReport
 from carealign.command import (
     check_limit,
     console,
@@ -34,6 +35,7 @@ from carealign.options import (
     judge_model_option,
     limit_option,
     no_cache_option,
+    on_bad_row_option,
     seed_option,
 )
 from carealign.review_terminal import Prompter, QuitReview, ReviewTally, review_queue
@@ -46,6 +48,7 @@ from graphs.rubric_drafts.pool import import_rubrics, seed_pool
 from graphs.rubric_drafts.review import ReviewDecision, apply_decision
 from store import Store
 from store import rubrics as rubric_store
+from store.run_reports import add_run_stats
 
 rubrics_app = typer.Typer(no_args_is_help=True, help="Draft, review and pool clinical rubrics.")
 
@@ -60,9 +63,18 @@ def pool_table(store: Store) -> Table:
     return t
 
 
+def _read(input_file: Path, limit: int | None, on_bad_row: str, require_rubric: bool) -> tuple[list, InputReport]:
+    """The file's instructions up to ``limit`` (read no further), and what the reading passed over."""
+    read = InputReport(str(input_file), on_bad_row, limit)  # type: ignore[arg-type]
+    records = read_rubric_instructions(input_file, require_rubric=require_rubric, report=read)
+    for line in read.lines():
+        console.print(line, markup=False, highlight=False)
+    return records, read
+
+
 async def draft_command(settings: Settings, input_file: Path, dataset: str, limit: int | None,
-                        reviewer: RubricReviewer | None) -> None:
-    records = read_rubric_instructions(input_file, require_rubric=False)[:limit]
+                        reviewer: RubricReviewer | None, on_bad_row: str = "fail") -> None:
+    records, read = _read(input_file, limit, on_bad_row, require_rubric=False)
     to_draft = [r for r in records if "rubric" not in r["payload"]]
     config = settings.rubrics
     if config.writer_model:
@@ -97,6 +109,7 @@ async def draft_command(settings: Settings, input_file: Path, dataset: str, limi
                                    lambda on_item: run_rubric_drafts(deps, to_draft, session.run_config(),
                                                                      redo=session.redo, on_item=on_item),
                                    show_progress=not deps.review_inline)
+        add_run_stats(store, report.run_id, {"input": read.stats()})
         s = report.summary
         # a skipped review counts as not done (the next run asks again), not as a failure worth alarm
         console.print(f"rubrics draft: {len(to_draft)} instructions without a rubric, {s.done + s.partial + s.failed} "
@@ -139,6 +152,7 @@ def draft(
     seed: int | None = seed_option(),
     no_cache: bool = no_cache_option(),
     writer_model: str | None = hidden_alias("--writer-model"),
+    on_bad_row: str = on_bad_row_option(),
 ) -> None:
     """Draft rubrics for instructions that have none; they wait for review (or are reviewed inline)."""
     judge_model = judge_model or deprecated(writer_model, "--writer-model", "--judge-model")
@@ -149,7 +163,8 @@ def draft(
         settings = settings.model_copy(update={"rubrics": settings.rubrics.with_values(writer_model=judge_model)})
     terminal = (RubricReviewer(Prompter(console), reviewer_name(reviewer))
                 if settings.rubrics.review == "inline" else None)
-    asyncio.run(draft_command(settings, input_file, dataset or input_file.stem, check_limit(limit), terminal))
+    asyncio.run(draft_command(settings, input_file, dataset or input_file.stem, check_limit(limit), terminal,
+                              on_bad_row))
 
 
 @rubrics_app.command("review")
@@ -167,9 +182,9 @@ def review_cmd(
 @rubrics_app.command("import")
 @handles_errors
 def import_cmd(input_file: Path = typer.Argument(..., help="JSONL of instructions with rubrics"),
-               limit: int | None = limit_option("instructions")) -> None:
+               limit: int | None = limit_option("instructions"), on_bad_row: str = on_bad_row_option()) -> None:
     """Add dataset rubrics to the few-shot pool (as approved)."""
-    records = read_rubric_instructions(input_file)[:check_limit(limit)]
+    records, _ = _read(input_file, check_limit(limit), on_bad_row, require_rubric=True)
     with current().store() as store:
         n = import_rubrics(store, records)
     console.print(f"{n} rubrics from {input_file} are in the few-shot pool")

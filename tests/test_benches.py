@@ -629,3 +629,40 @@ def test_shipped_esconv_set_and_its_aliases_score_every_failed_esconv_turn():
     records, skipped = read_strategy_dialogues(needs_shared("data/esconv/FailedESConv.json"), strategies, aliases)
     assert skipped == {} and len(records) == 2377
     assert {r["payload"]["gold"] for r in records} <= {s["name"] for s in strategies}
+
+
+@pytest.mark.parametrize("bench", ["rubric", "medication"])
+def test_bench_reads_published_files_as_they_are(fake_server, tmp_path, bench):
+    """A bad line stops the bench (file:line, nothing stored) unless --on-bad-row skip, which lists it
+    and stores the count with the run; --limit reads only the lines it uses; blank lines are counted."""
+    from typer.testing import CliRunner
+
+    from carealign.cli import app
+    from store import Store
+
+    rows = HB if bench == "rubric" else [m[0] for m in MED[:2]]
+    fake_server.responder = hb_responder if bench == "rubric" else med_responder
+    src = tmp_path / "published.jsonl"
+    good = [json.dumps(r) for r in rows]
+    src.write_text("\n".join([good[0], "", '{"prompt": "no rubric, no options"}', good[1], "  "]) + "\n",
+                   encoding="utf-8")
+    runner = CliRunner(env={"COLUMNS": "240"})
+
+    def run(db: str, *more: str):
+        return runner.invoke(app, ["--db", str(tmp_path / db), "--base-url", fake_server.base_url, "--model",
+                                   "gen-model", "bench", bench, *(["run"] if bench == "medication" else []),
+                                   str(src), "--judge-model", "grader-model", *more])
+
+    res = run("fail.db")
+    assert res.exit_code != 0 and f"{src}:3:" in res.output, res.output
+    assert not (tmp_path / "fail.db").exists()  # refused before the store was opened
+    res = run("limit.db", "--limit", "1")  # the bad line 3 lies past what --limit uses
+    assert res.exit_code == 0, res.output
+    res = run("skip.db", "--on-bad-row", "skip")
+    assert res.exit_code == 0, res.output
+    assert "1 bad rows skipped" in res.output and f"{src}:3:" in res.output
+    with Store(str(tmp_path / "skip.db")).session() as s:
+        run_row = s.scalars(select(Run).where(Run.kind.like("bench%"))).one()
+        read = run_row.stats["input"]
+    assert (read["records"], read["skipped_rows"], read["blank_rows"]) == (2, 1, 2)
+    assert read["skipped"][0].startswith(f"{src}:3:") and read["on_bad_row"] == "skip"

@@ -19,7 +19,7 @@ from graphs.rubric_drafts.pool import import_rubrics, seed_pool
 from graphs.rubric_drafts.review import ReviewDecision, apply_decision
 from store import StoreError
 from store import rubrics as rubric_store
-from store.models import LLMCall, RubricRecord, RubricReview
+from store.models import LLMCall, RubricRecord, RubricReview, Run
 from tests.helpers import write_jsonl
 
 QUESTIONS = ["How much ibuprofen can an adult take for a fever and back pain?",
@@ -301,3 +301,32 @@ def test_cli_inline_review_decides_each_draft_as_it_comes(tmp_path, fake_server)
                               "--review", "inline"], input="r\ntoo vague\n")
     assert res.exit_code == 0, res.output
     assert len(fake_server.requests) == 2 and "rejected: 1" in res.stdout
+
+
+def test_cli_draft_reads_published_files_as_they_are(tmp_path, fake_server):
+    """A bad line stops `rubrics draft` with its file:line before anything is stored; --on-bad-row skip
+    lists it, drafts the rest and stores the count with the run; --limit reads only what it uses."""
+    from typer.testing import CliRunner
+
+    from carealign.cli import app
+    from store import Store
+
+    fake_server.responder = rubric_writer
+    src = tmp_path / "q.jsonl"
+    src.write_text("\n".join([json.dumps({"prompt": QUESTIONS[0]}), json.dumps({"messages": []}), "",
+                              json.dumps({"prompt": QUESTIONS[1]})]) + "\n", encoding="utf-8")
+    runner = CliRunner(env={"COLUMNS": "200"})
+
+    def draft(db: str, *more: str):
+        return runner.invoke(app, ["--db", str(tmp_path / db), "--base-url", fake_server.base_url, "rubrics",
+                                   "draft", str(src), "--judge-model", "writer-model", *more])
+
+    res = draft("fail.db")
+    assert res.exit_code != 0 and f"{src}:2:" in res.output and not (tmp_path / "fail.db").exists()
+    assert draft("limit.db", "--limit", "1").exit_code == 0 and len(fake_server.requests) == 1
+    res = draft("skip.db", "--on-bad-row", "skip")
+    assert res.exit_code == 0, res.output
+    assert "1 bad rows skipped" in res.output and "1 blank rows passed over" in res.output
+    with Store(str(tmp_path / "skip.db")).session() as s:
+        read = s.scalars(select(Run).where(Run.kind == "rubric-drafts")).one().stats["input"]
+    assert (read["records"], read["skipped_rows"], read["blank_rows"]) == (2, 1, 1)

@@ -112,26 +112,26 @@ def _json_line(path: Path, lineno: int, line: bytes) -> dict[str, Any] | None:
     return data
 
 
-def read_jsonl(path: str | Path, model: type[BaseModel]) -> list[tuple[int, BaseModel]]:
-    """Parse and validate every line (sizes within ``benchmarks.datasets.limits``); returns
-    (line number, record). Blank lines are skipped."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file does not exist")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected a JSONL file")
-    raw = path.read_bytes()
+def read_jsonl(path: str | Path, model: type[BaseModel], report: Any = None) -> list[tuple[int, BaseModel]]:
+    """(line number, validated record) of each line (sizes within ``benchmarks.datasets.limits``),
+    read lazily: a bad line goes to ``report`` (``benchmarks.datasets.rows.InputReport``: fail, the
+    default, or skip), blank lines are counted, and reading stops at the report's ``limit``."""
+    from benchmarks.datasets.rows import InputReport
+
+    report = report if report is not None else InputReport(str(path))
     records: list[tuple[int, BaseModel]] = []
-    for lineno, line in enumerate(raw.split(b"\n"), start=1):
-        data = _json_line(path, lineno, line)
-        if data is None:
-            continue
+    for lineno, data in iter_jsonl(path, report):
         try:
             records.append((lineno, model.model_validate(data)))
         except ValidationError as exc:
-            raise InputError(f"{path}:{lineno}: {_first_error(exc)}") from None
+            report.bad(InputError(f"{path}:{lineno}: {_first_error(exc)}"))
+            continue
+        if report.full(len(records)):
+            break
+    report.records = len(records)
     if not records:
-        raise InputError(f"{path}: no records (the file is empty)")
+        why = f"; {len(report.skipped)} lines skipped, first: {report.skipped[0]}" if report.skipped else ""
+        raise InputError(f"{path}: no records (the file is empty){why}")
     return records
 
 

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from agents.medication_roles import IDK
 from benchmarks.datasets.instructions import InputError, Text, read_jsonl
+from benchmarks.datasets.rows import InputReport
 from benchmarks.metrics import expected_calibration_error, safe_div
 
 TASKS = ("indication", "dosage_administration", "contraindicated_population", "mechanism_of_action",
@@ -72,10 +73,12 @@ class MedicationItem(BaseModel):
         return self
 
 
-def read_medication_items(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
-    """Validated item records for ``upsert_items``; errors name the file, line and field."""
+def read_medication_items(path: str | Path, limit: int | None = None, report: Any = None) -> list[dict[str, Any]]:
+    """Validated item records for ``upsert_items``; errors name the file, line and field (``report``
+    as in ``benchmarks.datasets.rubric_bench.read_rubric_bench``)."""
     out = []
-    for lineno, item in read_jsonl(path, MedicationItem)[:limit]:
+    for lineno, item in read_jsonl(path, MedicationItem,
+                                   report if report is not None else InputReport(str(path), limit=limit)):
         payload = item.model_dump(mode="json", exclude={"id"})
         out.append({"payload": payload, "external_id": None if item.id is None else str(item.id),
                     "source": f"{Path(path).name}:{lineno}"})

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from benchmarks.datasets.instructions import Message, Text, read_jsonl
+from benchmarks.datasets.rows import InputReport
 from benchmarks.healthbench import (
     ClippedMean,
     PairRecord,
@@ -109,14 +110,17 @@ class MetaEvalExample(BaseModel):
     category: str | None = None
 
 
-def read_rubric_bench(path: str | Path, mode: str, limit: int | None = None) -> list[dict[str, Any]]:
+def read_rubric_bench(path: str | Path, mode: str, limit: int | None = None, report: Any = None
+                      ) -> list[dict[str, Any]]:
     """Validated records (``payload``, ``external_id``, ``source``) for ``store.records.upsert_items``.
-    A bad line raises ``benchmarks.datasets.instructions.InputError`` naming the file, line and field."""
+    A bad line raises ``benchmarks.datasets.instructions.InputError`` naming the file, line and field,
+    or with ``report`` (``benchmarks.datasets.rows.InputReport``, which then sets the limit) set to
+    skip, is listed there and left out; only the lines up to the limit are read."""
     if mode not in RUBRIC_MODES:
         raise ValueError(f"unknown rubric bench mode {mode!r}; choose one of {', '.join(RUBRIC_MODES)}")
     model = {"score": HealthBenchExample, "pairwise": PairwiseExample, "meta": MetaEvalExample}[mode]
     out = []
-    for lineno, ex in read_jsonl(path, model)[:limit]:
+    for lineno, ex in read_jsonl(path, model, report if report is not None else InputReport(str(path), limit=limit)):
         if mode == "score":
             payload = {"mode": mode, "messages": _conversation(ex.prompt),
                        "rubrics": [r.model_dump(include={"criterion", "points", "tags"}) for r in ex.rubrics],
