@@ -46,7 +46,7 @@ BAD_INPUTS = {
                          "bad.jsonl:1: field 'messages.0.role'"),
     "not_an_object": (b'{"prompt": "a"}\n\n["a list"]\n', "bad.jsonl:3: expected a JSON object, got list"),
     "empty_file": (b"", "bad.jsonl: no records (the file is empty)"),
-    "blank_lines_only": (b"\n\n  \n", "bad.jsonl: no records (the file is empty)"),
+    "blank_lines_only": (b"\n\n  \n", "bad.jsonl: no records (3 blank rows)"),
     "non_utf8": ('{"prompt": "caf\u00e9"}\n'.encode("latin-1"), "bad.jsonl:1: not valid UTF-8"),
     "nul_character": (b'{"prompt": "ok"}\n{"prompt": "a\\u0000b"}\n', "bad.jsonl:2: field 'prompt': contains a NUL"),
 }

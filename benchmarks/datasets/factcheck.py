@@ -156,16 +156,6 @@ def _validate(data: dict[str, Any], where: str, columns: dict[str, str] | None =
         raise InputError(f"{where}: {what}{msg}") from None
 
 
-def _finish(items: list[FactCheckItem], report: InputReport, path: Path) -> list[FactCheckItem]:
-    """The items read, or an error when none is left (a file of blank rows, or every row skipped)."""
-    report.records = len(items)
-    if not items:
-        why = (f"; {len(report.skipped)} rows skipped, first: {report.skipped[0]}" if report.skipped
-               else f" ({report.blank} blank rows)" if report.blank else "")
-        raise InputError(f"{path}: no records{why}")
-    return items
-
-
 def _cell(value: str) -> str | None:
     value = value.strip()
     return None if value in _EMPTY else value
@@ -241,7 +231,7 @@ def read_mederrbench_csv(path: str | Path, report: InputReport | None = None) ->
         items.append(item)
         if report.full(len(items)):
             break
-    return _finish(items, report, path)
+    return report.finish(items)
 
 
 def _jsonl_records(path: Path, report: InputReport) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -265,7 +255,7 @@ def read_medfact_jsonl(path: str | Path, report: InputReport | None = None) -> l
         items.append(item)
         if report.full(len(items)):
             break
-    return _finish(items, report, path)
+    return report.finish(items)
 
 
 def _check_mapping(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -405,7 +395,7 @@ def read_mapped(path: str | Path, mapping: dict[str, Any], report: InputReport |
             break
     if resplit is not None:
         report.warnings += resplit.warnings(path)
-    return _finish(items, report, path)
+    return report.finish(items)
 
 
 def load_dataset(path: str | Path, mapping: dict[str, Any] | str | None = None,

@@ -128,11 +128,7 @@ def read_jsonl(path: str | Path, model: type[BaseModel], report: Any = None) -> 
             continue
         if report.full(len(records)):
             break
-    report.records = len(records)
-    if not records:
-        why = f"; {len(report.skipped)} lines skipped, first: {report.skipped[0]}" if report.skipped else ""
-        raise InputError(f"{path}: no records (the file is empty){why}")
-    return records
+    return report.finish(records)
 
 
 def read_records(path: str | Path, model: type[BaseModel], convert: Callable[[int, Any], dict[str, Any]],
@@ -178,11 +174,7 @@ def read_records(path: str | Path, model: type[BaseModel], convert: Callable[[in
             continue
         if report.full(len(out)):
             break
-    report.records = len(out)
-    if not out:
-        why = f"; {len(report.skipped)} lines skipped, first: {report.skipped[0]}" if report.skipped else ""
-        raise InputError(f"{path}: no records (the file is empty){why}")
-    return out
+    return report.finish(out)
 
 
 def _first_error(exc: ValidationError) -> str:

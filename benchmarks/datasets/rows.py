@@ -56,6 +56,16 @@ class InputReport:
             raise exc
         self.skipped.append(str(exc))
 
+    def finish(self, records: list) -> list:
+        """The records read, counted; an error naming the file when none is left (a file of blank
+        rows, or every row skipped)."""
+        self.records = len(records)
+        if not records:
+            why = (f"; {len(self.skipped)} rows skipped, first: {self.skipped[0]}" if self.skipped
+                   else f" ({self.blank} blank rows)" if self.blank else " (the file is empty)")
+            raise InputError(f"{self.path}: no records{why}")
+        return records
+
     def stats(self) -> dict[str, Any]:
         """What is stored with the run (``input`` in its stats)."""
         return {"file": self.path, "records": self.records, "blank_rows": self.blank,
