@@ -75,6 +75,7 @@ def report(
 
     needed = current().settings_with("review", {"reviews_per_item": reviews_per_item}).review.reviews_per_item
     with current().existing_store() as store:
+        store.ensure_schema()  # a store from before the review tables: "run `carealign db upgrade`"
         rep = review_report(store, needed)
     if as_json:
         print(json.dumps(rep, indent=2, ensure_ascii=False))

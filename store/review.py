@@ -105,8 +105,10 @@ def users(store: Store) -> list[Account]:
 # -- queues and slots -------------------------------------------------------------------------------
 def _open_ids(queue: str) -> Select:
     """The ids of the items a queue offers for review."""
-    if queue == "rubric":
-        return select(RubricRecord.id.label("id")).where(RubricRecord.status == PENDING)
+    if queue == "rubric":  # a draft waits for its first decision; after it, for the further reviews asked
+        reviewed = select(ReviewSlot.item_id).where(ReviewSlot.queue == "rubric")
+        return select(RubricRecord.id.label("id")).where(
+            (RubricRecord.status == PENDING) | RubricRecord.id.in_(reviewed))
     if queue == "variant":
         return select(Judgment.id.label("id")).where(Judgment.criterion_kind == DECISION_KIND)
     if queue == "pair":

@@ -372,3 +372,28 @@ def test_with_two_reviews_per_draft_the_first_decides_and_the_second_is_an_indep
     assert claim(a, "rubric") == drafts[1]  # the first draft has its two reviews
     rep = review_report(store, 2)
     assert rep["queues"]["rubric"]["agreement"]["criteria"]["decision"]["percent_agreement"] == 0.0
+
+
+def test_a_decided_draft_still_gets_its_second_review_and_odd_ids_are_client_errors(sqlite_store):
+    """With two reviews per draft, a second reviewer who comes after the first decided still gets
+    the draft; an id past what the store holds, or a malformed edit row, is a 4xx, never a 500."""
+    store = sqlite_store
+    drafts = seed_drafts(store)
+    pw = accounts(store, "dr-a", "dr-b")
+    a, b = client_for(store, reviews_per_item=2), client_for(store, reviews_per_item=2)
+    csrf_a, csrf_b = login(a, "dr-a", pw["dr-a"]), login(b, "dr-b", pw["dr-b"])
+    assert claim(a, "rubric") == drafts[0]
+    assert a.post(f"/q/rubric/{drafts[0]}", data={"csrf": csrf_a, "action": "approve"},
+                  follow_redirects=False).status_code == 303
+    assert claim(b, "rubric") == drafts[0]  # decided, but one review short
+    r = b.post(f"/q/rubric/{drafts[0]}", data={"csrf": csrf_b, "action": "approve"}, follow_redirects=False)
+    assert r.status_code == 303 and reviews(store) == [(drafts[0], "approve", "dr-a")]
+    assert review_report(store, 2)["queues"]["rubric"]["progress"]["complete"] >= 1
+
+    assert a.get("/q/rubric/99999999999999999999").status_code == 422
+    assert a.post("/q/rubric/99999999999999999999/skip", data={"csrf": csrf_a}).status_code == 422
+    rid = claim(a, "rubric")
+    r = a.post(f"/q/rubric/{rid}", data={"csrf": csrf_a, "action": "edit", "reason": "x", "c-0-id": "d",
+                                          "c-0-kind": "proficiency", "c-0-weight": "1", "c-0-text": "t",
+                                          "c-0-orig": "\u00b2"})
+    assert r.status_code < 500, r.text

@@ -12,9 +12,10 @@ import logging
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
+from fastapi import Path as UrlPath
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader
 from starlette.middleware.sessions import SessionMiddleware
@@ -29,6 +30,8 @@ from store import review as review_store
 from store.review import Account
 
 HERE = Path(__file__).parent
+# an item id the store can hold: a larger number is a 422, not an overflow inside the database driver
+ItemId = Annotated[int, UrlPath(ge=1, le=2**63 - 1)]
 STATIC = HERE / "static"
 log = logging.getLogger(__name__)
 
@@ -209,11 +212,20 @@ def create_app(store: Store, config: ReviewConfig, secret: str | None = None) ->
                                 queue=q.name)
         return RedirectResponse(f"/q/{q.name}/{item_id}", status_code=303)
 
-    def item_page(request: Request, who: Account, q: Queue, item_id: int, status: int = 200,
-                  errors: FormErrors | None = None, message: str | None = None, form: Any = None) -> Response:
-        view = q.load(store, item_id)
+    def load(q: Queue, item_id: int) -> Any:
+        """The item's view; a 404 for an id the queue does not hold or cannot show (e.g. a variant
+        decision without its span check)."""
+        try:
+            view = q.load(store, item_id)
+        except StoreError as exc:
+            raise NotFound(f"{q.title.lower()} item {item_id}: {exc}") from None
         if view is None:
             raise NotFound(f"no {q.title.lower()} item {item_id}")
+        return view
+
+    def item_page(request: Request, who: Account, q: Queue, item_id: int, status: int = 200,
+                  errors: FormErrors | None = None, message: str | None = None, form: Any = None) -> Response:
+        view = load(q, item_id)
         slot = review_store.slot_of(store, q.name, item_id, who.id)
         if slot is None:
             raise auth.Forbidden(f"{q.name} {item_id} is not assigned to you: open the queue to get your next item")
@@ -227,16 +239,14 @@ def create_app(store: Store, config: ReviewConfig, secret: str | None = None) ->
                             form=form, **q.extra, **extra)
 
     @app.get("/q/{queue}/{item_id}", response_class=HTMLResponse)
-    async def show_item(request: Request, queue: str, item_id: int) -> Response:
+    async def show_item(request: Request, queue: str, item_id: ItemId) -> Response:
         return item_page(request, account(request), _queue(queue), item_id)
 
     @app.post("/q/{queue}/{item_id}")
-    async def decide(request: Request, queue: str, item_id: int) -> Response:
+    async def decide(request: Request, queue: str, item_id: ItemId) -> Response:
         who, form = await posted(request)
         q = _queue(queue)
-        view = q.load(store, item_id)
-        if view is None:
-            raise NotFound(f"no {q.title.lower()} item {item_id}")
+        view = load(q, item_id)
         try:
             done = q.decide(state, who, view, form)
         except FormErrors as exc:
@@ -248,7 +258,7 @@ def create_app(store: Store, config: ReviewConfig, secret: str | None = None) ->
         return RedirectResponse(f"/q/{q.name}/next", status_code=303)
 
     @app.post("/q/{queue}/{item_id}/skip")
-    async def skip_item(request: Request, queue: str, item_id: int) -> Response:
+    async def skip_item(request: Request, queue: str, item_id: ItemId) -> Response:
         who, _ = await posted(request)
         q = _queue(queue)
         review_store.release_slot(store, q.name, item_id, who.id)
@@ -258,7 +268,7 @@ def create_app(store: Store, config: ReviewConfig, secret: str | None = None) ->
         return RedirectResponse(f"/q/{q.name}/next", status_code=303)
 
     @app.get("/q/{queue}/{item_id}/prev")
-    async def previous_item(request: Request, queue: str, item_id: int) -> Response:
+    async def previous_item(request: Request, queue: str, item_id: ItemId) -> Response:
         who, q = account(request), _queue(queue)
         done = review_store.decided_by(store, q.name, who.id)
         before = done[:done.index(item_id)] if item_id in done else done

@@ -96,7 +96,7 @@ def edited_rubric(form: Any, original: dict[str, Any]) -> tuple[dict[str, Any], 
     for key in rows:
         c: dict[str, Any] = {}
         orig = form.get(f"c-{key}-orig", "")
-        if orig.isdigit() and int(orig) < len(before):
+        if re.fullmatch(r"[0-9]+", orig) and int(orig) < len(before):
             c.update({k: v for k, v in before[int(orig)].items() if k in ("points", "tags", "origin")})
         c["id"] = form.get(f"c-{key}-id", "").strip()
         c["text"] = form.get(f"c-{key}-text", "").strip()
