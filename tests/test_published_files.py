@@ -282,3 +282,34 @@ def test_factcheck_run_on_a_veracity_only_file_reports_localisation_as_not_avail
     md = (out / "factcheck_report.md").read_text()
     # flags both texts: recall 1, FPR 1 (one correct text flagged), localisation n/a rather than 0
     assert "| zero-shot | 2 | 0.500 | 1.000 |" in md and "| n/a | n/a | n/a |" in md
+
+
+@pytest.mark.parametrize(("line", "mapping", "expected"), [
+    ('{"prompt": "hi", "rubrics": [], "meta": "abc"}', None, "h.jsonl:1: field 'meta': expected an object, got str"),
+    ('{"t": "Hi.", "l": [1]}', "text=t,label=l,label_values=1:error;0:correct",
+     "h.jsonl:1: field 'l': expected a single value, got list"),
+    ('{"t": "Hi.", "l": 1}', "text=t,label=l,label_values=1:error;1:correct",
+     "mapping: label_values gives value '1' twice"),
+])
+def test_odd_values_in_published_lines_are_one_clear_line(tmp_path, line, mapping, expected):
+    """A meta that is not an object, a label that is a list, a value mapped twice: named, not a crash,
+    and no store is made."""
+    from typer.testing import CliRunner
+
+    from carealign.cli import app
+
+    src = tmp_path / "h.jsonl"
+    src.write_text(line + "\n", encoding="utf-8")
+    command = ["generate", str(src)] if mapping is None else ["factcheck", "run", str(src), "--mapping", mapping]
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["--db", str(tmp_path / "x.db"), "--base-url",
+                                                         "http://127.0.0.1:9/v1", "--model", "m", *command])
+    assert res.exit_code != 0 and expected in res.output and "unexpected" not in res.output, res.output
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_a_mapping_may_name_fields_the_command_does_not_use(tmp_path):
+    """generate has no use for a rubric: a mapping that names one still reads the prompts."""
+    src = tmp_path / "a.jsonl"
+    src.write_text(json.dumps({"x": "What is a fever?", "r": {"criteria": []}}) + "\n", encoding="utf-8")
+    records = read_instructions(src, "prompt=x,rubric=r")
+    assert [r["payload"]["prompt"] for r in records] == ["What is a fever?"]

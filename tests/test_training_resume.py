@@ -174,6 +174,11 @@ def test_a_failed_start_leaves_no_folder(data: TrainingStore, tiny: str, tmp_pat
     assert not out.exists()
     failed = _runs(data.store, "train-sft")[-1]
     assert failed.status == "failed" and "no_such_argument" in failed.error
+    # a value the seed cannot take fails the run too (it was left `running`, its folder behind)
+    res = _cli(["--db", str(data.store.url), "train", "sft", "--model", tiny, "--out", str(out), "--kind", "esc",
+                "--set", "use_cpu=true", "--set", "seed=\"abc\""])
+    assert res.exit_code != 0 and not out.exists()
+    assert _runs(data.store, "train-sft")[-1].status == "failed"
 
 
 def test_list_settings_prints_every_key_with_type_default_and_help():

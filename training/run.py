@@ -72,8 +72,8 @@ def train_from_store(store: Store, method: str, model_path: str, out_dir: Path, 
 
     hooks = RunHooks(str(checkpoint) if checkpoint else None, record if main and run_id else None)
     token = RUN_HOOKS.set(hooks)
-    set_seed(getattr(cfg, "seed", 0))  # the reward head and LoRA are initialised before the trainer seeds
     try:
+        set_seed(getattr(cfg, "seed", 0))  # the reward head and LoRA are initialised before the trainer seeds
         result = train(store, model_path, out_dir, data, cfg, **extra)
     except BaseException as exc:
         if created and out_dir.is_dir() and not checkpoints(out_dir):

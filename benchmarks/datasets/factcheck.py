@@ -300,6 +300,8 @@ def parse_mapping(spec: str) -> dict[str, Any]:
                 raw, colon, label = (p.strip() for p in pair.rpartition(":"))
                 if not colon or not raw:
                     raise InputError(f"mapping: label_values item {pair.strip()!r} is not value:label (in {spec!r})")
+                if raw in pairs:
+                    raise InputError(f"mapping: label_values gives value {raw!r} twice (in {spec!r})")
                 pairs[raw] = label
             mapping[key] = pairs
         elif key == "sentence_id_base":
@@ -336,6 +338,8 @@ def _mapped_data(path: Path, line: int, record: dict[str, Any], mapping: dict[st
             if field == "error_sentence_id" and value is not None:
                 value -= mapping.get("sentence_id_base", 0)
         elif field == "label" and labels is not None:
+            if not isinstance(value, str | int | float | bool):
+                raise InputError(f"{where}: field '{column}': expected a single value, got {type(value).__name__}")
             if value not in labels:
                 raise InputError(f"{where}: field '{column}': value {value!r} is not in label_values "
                                  f"({', '.join(map(repr, labels))})")

@@ -89,6 +89,8 @@ def healthbench_record(data: dict[str, Any]) -> dict[str, Any]:
     for key in ("id", "lang", "reference"):
         if key in data:
             out[key] = data[key]
+    if data.get("meta") is not None and not isinstance(data["meta"], dict):
+        raise MappingError(f"field 'meta': expected an object, got {type(data['meta']).__name__}")
     meta = dict(data.get("meta") or {})
     if data.get("example_tags"):
         meta["example_tags"] = data["example_tags"]

@@ -156,8 +156,8 @@ def read_records(path: str | Path, model: type[BaseModel], convert: Callable[[in
     out: list[dict[str, Any]] = []
     for lineno, data in iter_jsonl(path, report):
         try:
-            if fields is not None:
-                data = mapped_record(data, fields)
+            if fields is not None:  # keys the command has no use for (generate: a rubric) are dropped
+                data = {k: v for k, v in mapped_record(data, fields).items() if k in model.model_fields}
             elif is_healthbench(data):
                 data = {k: v for k, v in healthbench_record(data).items() if k in model.model_fields}
             out.append(convert(lineno, model.model_validate(data)))
