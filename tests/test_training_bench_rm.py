@@ -136,3 +136,11 @@ def test_bench_rubric_weights_proficiency_criteria_equally():
     assert [c.weight for c in rubric.criteria] == [0.5, None, 0.5, None]
     with pytest.raises(ValueError, match="field 'rubric'"):
         bench_rubric([])
+
+
+@pytest.mark.parametrize(("content", "expected"), [("{not json", "not valid JSON"), ("{}", "field 'thresholds'")])
+def test_a_damaged_reward_model_folder_is_named(tmp_path: Path, content: str, expected: str):
+    (tmp_path / "carealign_rm.json").write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=expected) as err:
+        RewardScorer.load(tmp_path)
+    assert "carealign_rm.json" in str(err.value)

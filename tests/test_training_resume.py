@@ -174,11 +174,13 @@ def test_a_failed_start_leaves_no_folder(data: TrainingStore, tiny: str, tmp_pat
     assert not out.exists()
     failed = _runs(data.store, "train-sft")[-1]
     assert failed.status == "failed" and "no_such_argument" in failed.error
-    # a value the seed cannot take fails the run too (it was left `running`, its folder behind)
+    # a value of the wrong type is named with its key before any run starts (it used to leave a run
+    # `running` and its folder behind)
+    before = len(_runs(data.store, "train-sft"))
     res = _cli(["--db", str(data.store.url), "train", "sft", "--model", tiny, "--out", str(out), "--kind", "esc",
                 "--set", "use_cpu=true", "--set", "seed=\"abc\""])
-    assert res.exit_code != 0 and not out.exists()
-    assert _runs(data.store, "train-sft")[-1].status == "failed"
+    assert res.exit_code != 0 and "seed = 'abc' is not of type int" in res.output and not out.exists()
+    assert len(_runs(data.store, "train-sft")) == before and "unexpected" not in res.output
 
 
 def test_list_settings_prints_every_key_with_type_default_and_help():

@@ -46,9 +46,28 @@ def unknown_keys(cls: type, keys: Any, where: str) -> None:
                      f"`carealign train METHOD --list-settings` lists them all")
 
 
+def check_types(cls: type, values: dict[str, Any], where: str) -> None:
+    """An error naming the key, its value and the type it takes, for a value of the wrong type
+    (``--set max_steps=\"a\"``), before it surfaces deep inside trl as an unrelated message."""
+    from pydantic import TypeAdapter, ValidationError
+
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        try:
+            adapter = TypeAdapter(hints[key])
+        except Exception:  # noqa: BLE001 - a hint pydantic cannot check is left to the dataclass
+            continue
+        try:
+            adapter.validate_python(value)
+        except ValidationError:
+            raise ValueError(f"{where}: {key} = {value!r} is not of type {_type_name(hints[key])}") from None
+
+
 def from_mapping(cls: type[T], values: dict[str, Any], where: str) -> T:
-    """A config dataclass from a TOML table; unknown keys name the table they came from."""
+    """A config dataclass from a TOML table; unknown keys name the table they came from, values of
+    the wrong type their key and type."""
     unknown_keys(cls, values, where)
+    check_types(cls, values, where)
     try:
         return cls(**values)
     except TypeError as exc:

@@ -93,7 +93,12 @@ class RewardScorer:
         meta_path = Path(path) / RM_META
         if not meta_path.is_file():
             raise FileNotFoundError(f"{path} holds no {RM_META}: not a model trained by `carealign train rm`")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{meta_path}: not valid JSON ({exc}); the folder's reward model is damaged") from None
+        if not isinstance(meta, dict) or "thresholds" not in meta:
+            raise ValueError(f"{meta_path}: field 'thresholds' is missing; not a model trained by `carealign train rm`")
         device = pick_device(device)
         model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=pick_dtype(dtype, device))
         return cls(model.to(device), AutoTokenizer.from_pretrained(str(path)), meta, batch_size)
