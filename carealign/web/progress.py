@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.agreement import agreement
+from carealign.web.queues import QUEUES
 from store import Store
 from store import review as review_store
 
-QUEUE_TITLES = {"rubric": "Rubric drafts", "variant": "Fact-check variants", "pair": "Preference pairs"}
+QUEUE_TITLES = {name: q.title for name, q in QUEUES.items()}
 
 
 def queue_agreement(store: Store, queue: str) -> dict[str, Any]:
