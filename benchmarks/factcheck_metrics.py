@@ -20,7 +20,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from benchmarks.metrics import PRF, BootstrapResult, bootstrap, prf_from_counts, safe_div
+import numpy as np
+
+from benchmarks.metrics import (
+    PRF,
+    BootstrapResult,
+    bootstrap_draws,
+    bootstrap_result,
+    f1_from_count_arrays,
+    prf_from_counts,
+    resample_counts,
+    safe_div,
+    safe_div_array,
+)
 
 VERDICTS = ("error", "correct", "unsure")
 
@@ -89,26 +101,36 @@ def location_matches(item: ScoredText, n: int = 0) -> bool:
     return item.pred_sentence is not None and item.pred_sentence == item.gold_sentence
 
 
-def factcheck_metrics(items: Sequence[ScoredText], unsure: Unsure | str = Unsure.NOT_FLAGGED) -> FactCheckMetrics:
-    """All single-run metrics for a set of texts."""
-    unsure = Unsure(unsure)
+# the columns of ``_count_rows``: what one text adds to each count
+_TP, _FP, _FN, _TN, _LOC_TP, _EXCLUDED = range(6)
+
+
+def _count_rows(items: Sequence[ScoredText], unsure: Unsure) -> tuple[np.ndarray, int, bool]:
+    """One row per text of what it adds to tp, fp, fn, tn, located tp and excluded (each 0 or 1),
+    with the number of unsure verdicts and whether any erroneous text can be localised. Every
+    metric, and every bootstrap resample, is a sum of these rows."""
     verdicts = [_verdict(item, n) for n, item in enumerate(items)]
-    n_unsure = verdicts.count("unsure")
     located = any(i.has_error and (i.gold_sentence is not None or i.location_match is not None) for i in items)
-    tp = fp = fn = tn = loc_tp = 0
-    excluded = 0
+    rows = np.zeros((len(items), 6), dtype=np.int64)
     for n, (item, verdict) in enumerate(zip(items, verdicts, strict=True)):
         _check(item, n)
         if verdict == "unsure" and unsure is Unsure.EXCLUDE:
-            excluded += 1
+            rows[n, _EXCLUDED] = 1
             continue
         flagged = _flagged(verdict, unsure)
         if item.has_error:
-            tp, fn = tp + flagged, fn + (not flagged)
+            rows[n, _TP if flagged else _FN] = 1
             # An "unsure" counted as a flag names no location, so it can never localise.
-            loc_tp += located and flagged and verdict == "error" and location_matches(item, n)
+            rows[n, _LOC_TP] = located and flagged and verdict == "error" and location_matches(item, n)
         else:
-            fp, tn = fp + flagged, tn + (not flagged)
+            rows[n, _FP if flagged else _TN] = 1
+    return rows, verdicts.count("unsure"), located
+
+
+def factcheck_metrics(items: Sequence[ScoredText], unsure: Unsure | str = Unsure.NOT_FLAGGED) -> FactCheckMetrics:
+    """All single-run metrics for a set of texts."""
+    rows, n_unsure, located = _count_rows(items, Unsure(unsure))
+    tp, fp, fn, tn, loc_tp, excluded = (int(c) for c in rows.sum(axis=0))
     total = tp + fp + fn + tn
     return FactCheckMetrics(
         n=total,
@@ -223,17 +245,19 @@ def factcheck_bootstrap(
     confidence: float = 0.95,
 ) -> dict[str, BootstrapResult]:
     """Percentile bootstrap over texts for veracity F1, FPR and localisation F1 (one shared set of
-    resamples per statistic, same seed)."""
+    resamples, ``bootstrap``'s for the same seed). Every statistic is a function of counts, so each
+    resample's counts come from one matrix product over the texts' count rows, not a pass over
+    the texts per resample (3,000 texts: seconds became milliseconds, same figures)."""
     if not items:
         raise ValueError("no texts to resample")
-    factcheck_metrics(items, unsure)  # validate once, so resamples cannot fail half-way
-
-    def stat(pick):
-        return lambda idx: pick(factcheck_metrics([items[i] for i in idx], unsure))
-
-    picks = {"veracity_f1": lambda m: m.veracity.f1, "fpr": lambda m: m.fpr,
-             "localisation_f1": lambda m: m.localisation.f1}
-    return {name: bootstrap(len(items), stat(pick), n_resamples, seed, confidence) for name, pick in picks.items()}
+    rows, _, _ = _count_rows(items, Unsure(unsure))  # validates every text before any resample
+    draws = bootstrap_draws(len(items), n_resamples, seed, confidence)
+    point = factcheck_metrics(items, unsure)
+    tp, fp, fn, tn, loc_tp, _ = resample_counts(draws, rows).T
+    values = {"veracity_f1": f1_from_count_arrays(tp, fp, fn), "fpr": safe_div_array(fp, fp + tn),
+              "localisation_f1": f1_from_count_arrays(loc_tp, tp + fp - loc_tp, tp + fn - loc_tp)}
+    points = {"veracity_f1": point.veracity.f1, "fpr": point.fpr, "localisation_f1": point.localisation.f1}
+    return {name: bootstrap_result(points[name], values[name], confidence) for name in values}
 
 
 def fpr_from_precision_recall(precision: float, recall: float, n_pos: int, n_neg: int) -> float:

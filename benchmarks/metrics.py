@@ -151,19 +151,51 @@ def bootstrap(
     """Nonparametric bootstrap over ``n`` examples: ``statistic`` receives an index array (with
     repeats) and returns a number. The same seed gives the same resamples, so reports are
     reproducible; ``seed=None`` draws fresh entropy."""
+    draws = bootstrap_draws(n, n_resamples, seed, confidence)
+    values = np.array([float(statistic(idx)) for idx in draws], dtype=float)
+    return bootstrap_result(float(statistic(np.arange(n))), values, confidence)
+
+
+def bootstrap_draws(n: int, n_resamples: int = 1000, seed: int | None = 0, confidence: float = 0.95) -> np.ndarray:
+    """The resamples of ``bootstrap``: an ``(n_resamples, n)`` array of example indexes, the same
+    for the same seed (so a statistic computed from them in one pass gives ``bootstrap``'s figures)."""
     if n <= 0:
         raise ValueError("bootstrap needs at least one example")
     if n_resamples <= 0:
         raise ValueError("n_resamples must be positive")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie strictly between 0 and 1 (got {confidence})")
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(n_resamples, n))
-    values = np.array([float(statistic(idx)) for idx in draws], dtype=float)
+    return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+
+
+def resample_counts(draws: np.ndarray, per_example: np.ndarray) -> np.ndarray:
+    """Column sums of ``per_example`` (one row per example) over each resample of ``draws``, as an
+    ``(n_resamples, columns)`` array: count statistics of every resample in one matrix product
+    instead of one Python pass per resample."""
+    n_resamples, n = draws.shape
+    rows = np.arange(n_resamples)[:, None] * n
+    multiplicity = np.bincount((draws + rows).ravel(), minlength=n_resamples * n).reshape(n_resamples, n)
+    return multiplicity @ per_example
+
+
+def bootstrap_result(point: float, values: np.ndarray, confidence: float) -> BootstrapResult:
+    """The percentile interval, mean and std (ddof 0) of a statistic's values over the resamples."""
     tail = (1.0 - confidence) / 2.0 * 100.0
     lo, hi = np.percentile(values, [tail, 100.0 - tail])
-    return BootstrapResult(point=float(statistic(np.arange(n))), mean=float(values.mean()), std=float(values.std()),
-                           lo=float(lo), hi=float(hi), confidence=confidence, n_resamples=n_resamples)
+    return BootstrapResult(point=point, mean=float(values.mean()), std=float(values.std()),
+                           lo=float(lo), hi=float(hi), confidence=confidence, n_resamples=int(values.size))
+
+
+def safe_div_array(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``safe_div`` element by element: ``num / den``, 0.0 where ``den`` is 0."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
+
+
+def f1_from_count_arrays(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """``prf_from_counts(...).f1`` element by element (the same arithmetic, so the same floats)."""
+    precision, recall = safe_div_array(tp, tp + fp), safe_div_array(tp, tp + fn)
+    return safe_div_array(2 * precision * recall, precision + recall)
 
 
 def expected_calibration_error(confidences: Sequence[float], correct: Sequence[bool], n_bins: int = 10) -> float:

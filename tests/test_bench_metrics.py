@@ -98,6 +98,32 @@ def test_confusion_matrix_and_accuracy_errors():
         accuracy(["a"], ["a", "b"])
 
 
+@pytest.mark.parametrize("unsure", list(Unsure))
+def test_factcheck_bootstrap_matches_one_pass_per_resample(unsure):
+    """The one-matrix-product bootstrap gives exactly the figures of recomputing every metric on
+    every resample (the generic ``bootstrap``), for each reading of "unsure"."""
+    rng = np.random.default_rng(3)
+    items = []
+    for _ in range(300):
+        has_error = bool(rng.integers(2))
+        verdict = str(rng.choice(["error", "correct", "unsure"]))
+        gold = int(rng.integers(5)) if has_error else None
+        items.append(ScoredText(has_error, gold, verdict, int(rng.integers(5)) if verdict == "error" else None))
+    fast = factcheck_bootstrap(items, unsure, n_resamples=400, seed=11)
+    picks = {"veracity_f1": lambda m: m.veracity.f1, "fpr": lambda m: m.fpr,
+             "localisation_f1": lambda m: m.localisation.f1}
+    for name, pick in picks.items():
+        slow = bootstrap(len(items), lambda idx, pick=pick: pick(factcheck_metrics([items[i] for i in idx], unsure)),
+                         n_resamples=400, seed=11)
+        assert fast[name] == slow, name
+    assert 0.0 < fast["veracity_f1"].lo < fast["veracity_f1"].hi < 1.0
+
+
+def test_factcheck_bootstrap_rejects_a_bad_text_before_resampling():
+    with pytest.raises(ValueError, match="text 1: verdict"):
+        factcheck_bootstrap([TEXTS[0], ScoredText(True, 1, "maybe")], n_resamples=10)
+
+
 def test_bootstrap_deterministic_and_degenerate():
     values = np.array([0.0, 1.0, 1.0, 0.0, 1.0])
     first = bootstrap(5, lambda idx: values[idx].mean(), n_resamples=200, seed=7)
