@@ -185,7 +185,7 @@ async def test_rerun_of_finished_job_makes_no_calls_and_no_rows(store, fake_serv
 def test_graph_shows_the_whole_flow(sqlite_store, fake_server):
     graph = build_graph(make_deps(sqlite_store, fake_server))
     nodes = set(graph.get_graph().nodes)
-    assert {"generate_candidate", "dedupe_candidates", "judge_candidate", "select_pair"} <= nodes
+    assert {"write_candidates", "judge_candidates", "select_pair"} <= nodes
 
 
 def _counts(db: Path) -> tuple[int, int]:

@@ -19,10 +19,3 @@ class CandidatePairState(TypedDict, total=False):
     paired: bool
     outcome: str
 
-
-class GradeTask(TypedDict):
-    """One distinct candidate to grade (fan-out over candidates)."""
-
-    run_id: str
-    item_id: int
-    candidate_id: int

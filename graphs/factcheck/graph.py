@@ -1,6 +1,6 @@
 """``carealign factcheck run``: one checking graph runs every method of ``graphs.factcheck.methods``.
 
-    START -> (triage) -> ask_agent (x agents, fan-out) -> end_round -> ask_agent ... (x rounds)
+    START -> (triage) -> ask_agents (every agent of the round at once) -> ask_agents ... (x rounds)
           -> aggregate -> (judge_location) -> END
 
 Round 0: every agent answers alone (self-consistency samples, debaters, specialists, or the one
@@ -10,6 +10,8 @@ round, or the moderator over the specialists. With triage (MDAgents), an easy te
 reasoning agent and a hard one to the team. Every answer of every agent in every round is stored
 (``check_answers``), so over-criticism can be followed round by round. Nodes: ``nodes.py``;
 settings: ``configuration.py`` (``[factcheck]``); the comparison of methods: ``report.py``.
+A round's agents are asked by one node (``graphs.common.fan_out``), not one LangGraph task each:
+at a fast model server those tasks cost more CPU than the requests they wait for.
 """
 
 from __future__ import annotations
@@ -18,28 +20,22 @@ from collections.abc import Callable
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
 
 from graphs.common.runner import ItemOutcome, WorkflowReport, run_workflow
 from graphs.factcheck.nodes import FactcheckDeps, FactcheckNodes
-from graphs.factcheck.state import AgentTask, CheckState
+from graphs.factcheck.state import CheckState
 
 
 def build_graph(deps: FactcheckDeps | None = None):
     """The whole flow; without ``deps`` it can be drawn (``carealign graph factcheck``) but not run."""
     n = FactcheckNodes(deps)
 
-    def fan_out(state: CheckState) -> list[Send]:
-        return [Send("ask_agent", AgentTask(run_id=state["run_id"], item_id=state["item_id"],
-                                            round=state.get("round", 0), agent=i, team=state.get("team", True)))
-                for i in range(n.agents_now(state))]
+    def start(state: CheckState) -> str:
+        return "triage" if n.deps.method.triage else "ask_agents"
 
-    def start(state: CheckState) -> list[Send] | str:
-        return "triage" if n.deps.method.triage else fan_out(state)
-
-    def after_round(state: CheckState) -> list[Send] | str:
+    def after_round(state: CheckState) -> str:
         answered = any(a["round"] == state["round"] - 1 for a in state.get("answers", []))
-        return fan_out(state) if answered and state["round"] < n.rounds_now(state) else "aggregate"
+        return "ask_agents" if answered and state["round"] < n.rounds_now(state) else "aggregate"
 
     def needs_location_judge(state: CheckState) -> str:
         judged = n.deps.location_judge is not None and state.get("final", {}).get("verdict") == "error"
@@ -47,14 +43,12 @@ def build_graph(deps: FactcheckDeps | None = None):
 
     g = StateGraph(CheckState)
     g.add_node("triage", n.triage)
-    g.add_node("ask_agent", n.ask_agent)
-    g.add_node("end_round", n.end_round)
+    g.add_node("ask_agents", n.ask_agents)
     g.add_node("aggregate", n.aggregate)
     g.add_node("judge_location", n.judge_location)
-    g.add_conditional_edges(START, start, ["triage", "ask_agent"])
-    g.add_conditional_edges("triage", fan_out, ["ask_agent"])
-    g.add_edge("ask_agent", "end_round")
-    g.add_conditional_edges("end_round", after_round, ["ask_agent", "aggregate"])
+    g.add_conditional_edges(START, start, ["triage", "ask_agents"])
+    g.add_edge("triage", "ask_agents")
+    g.add_conditional_edges("ask_agents", after_round, ["ask_agents", "aggregate"])
     g.add_conditional_edges("aggregate", needs_location_judge, ["judge_location", END])
     g.add_edge("judge_location", END)
     return g.compile()

@@ -1,4 +1,4 @@
-"""The checking graph's nodes: triage, one agent's answer in a round, the method's aggregate, and
+"""The checking graph's nodes: triage, a round of the agents' answers, the method's aggregate, and
 the optional localisation judge.
 
 Every answer is stored (``store.factcheck``) by the node that got it, before it returns, so an
@@ -20,10 +20,11 @@ from agents.errors import LLMCallFailed
 from agents.fact_checker import CheckAnswer as Answer
 from agents.fact_checker import FactChecker, LocalisationJudge, load_roles
 from agents.prompts import prompt_hashes
+from graphs.common.fan_out import each, merged
 from graphs.factcheck.configuration import FactcheckConfig
 from graphs.factcheck.memory import CheckMemory
 from graphs.factcheck.methods import MethodSpec
-from graphs.factcheck.state import AgentTask, CheckState
+from graphs.factcheck.state import CheckState
 from store import Store
 from store.factcheck import AnswerRow
 from store.records import sha256_of
@@ -149,35 +150,39 @@ class FactcheckNodes:
                         Answer(difficulty, None, None, None, 1.0, "", call_id))
         return {"team": difficulty == "hard", "difficulty": difficulty}
 
-    async def ask_agent(self, task: AgentTask) -> dict[str, Any]:
+    async def ask_agents(self, state: CheckState) -> dict[str, Any]:
+        """One round: every agent of the method (one when triage found the text easy) answers at
+        once, then the round ends."""
+        rnd, team = state.get("round", 0), state.get("team", True)
+        update = merged(await each(self.ask_agent(state["run_id"], state["item_id"], rnd, agent, team)
+                                   for agent in range(self.agents_now(state))))
+        return {**update, "round": rnd + 1}
+
+    async def ask_agent(self, run_id: str, item_id: int, rnd: int, agent: int, team: bool) -> dict[str, Any]:
         """Round 0: the agent answers alone; later rounds (debate): it sees its own and the others'
         previous answers and may revise (Du et al. 2023)."""
         d, method = self.deps, self.deps.method
-        rnd, agent = task["round"], task["agent"]
-        sentences, lang = await self.text_of(task["item_id"])
-        ctx = CallContext(run_id=task["run_id"], item_id=task["item_id"])
-        sampled = method.sampled and task["team"]
+        sentences, lang = await self.text_of(item_id)
+        ctx = CallContext(run_id=run_id, item_id=item_id)
+        sampled = method.sampled and team
         params = {"seed": d.seed + agent + 1000 * rnd, "temperature": d.config.temperature if sampled else 0.0,
                   "lang": lang}
-        specialist = self.roles[agent] if self.roles and task["team"] else None
+        specialist = self.roles[agent] if self.roles and team else None
         try:
             if rnd == 0:
                 a = await self.checker.check(sentences, ctx, reasoned=method.reasoned, specialist=specialist,
                                              **params)
                 role = "specialist" if specialist else "agent"
             else:
-                before = await self.memory.round_answers(task["item_id"], rnd - 1)
+                before = await self.memory.round_answers(item_id, rnd - 1)
                 own = next((view(r) for r in before if r.agent == agent), None)
                 peers = [view(r) for r in before if r.agent != agent]
                 a = await self.checker.check(sentences, ctx, peers=peers, own=own, **params)
                 role = "debater"
         except LLMCallFailed as exc:
             return {"failures": [f"round {rnd} agent {agent}: {exc.reason}"]}
-        return {"answers": [await self.save(task["run_id"], task["item_id"], role, rnd, agent, a,
-                                      {"specialist": specialist["name"] if specialist else None})]}
-
-    async def end_round(self, state: CheckState) -> dict[str, Any]:
-        return {"round": state.get("round", 0) + 1}
+        return {"answers": [await self.save(run_id, item_id, role, rnd, agent, a,
+                                            {"specialist": specialist["name"] if specialist else None})]}
 
     async def aggregate(self, state: CheckState) -> dict[str, Any]:
         """The method's answer: the single answer, a majority vote, or a judge / the moderator over

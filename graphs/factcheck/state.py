@@ -17,12 +17,3 @@ class CheckState(TypedDict, total=False):
     final: dict[str, Any]
     outcome: str
 
-
-class AgentTask(TypedDict):
-    """One agent's answer in one round (fan-out over the method's agents)."""
-
-    run_id: str
-    item_id: int
-    round: int
-    agent: int
-    team: bool

@@ -1,7 +1,11 @@
 """``carealign generate``: N candidate answers per instruction, judged, best vs worst stored as a pair.
 
-    START -> generate_candidate (x N, fan-out) -> dedupe_candidates
-          -> judge_candidate (x unique candidates, fan-out) -> select_pair -> END
+    START -> write_candidates (N answers at once; exact duplicates dropped)
+          -> judge_candidates (each distinct candidate at once) -> select_pair -> END
+
+With fewer than two distinct candidates ``judge_candidates`` is skipped: there is nothing to pair.
+Each node fans out itself (``graphs.common.fan_out``), not with one LangGraph task per branch: at a
+fast model server those tasks cost more CPU than the requests they wait for.
 
 The state holds ids and scores, not texts: every text lives in the store, written by the node that
 produced it (``nodes.py``), so an interrupted run loses nothing and a re-run is answered from the
@@ -14,14 +18,13 @@ from collections.abc import Callable
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
 
 from agents.prompts import prompt_hashes
 from agents.roles import AnswerGenerator
 from graphs.common.candidates import pairing_outcome
 from graphs.common.runner import ItemOutcome, WorkflowReport, run_workflow
 from graphs.generate.nodes import GenerateDeps, GenerateNodes
-from graphs.generate.state import GenerateState, JudgeTask, SampleTask
+from graphs.generate.state import GenerateState
 from store.records import sha256_of
 
 
@@ -29,27 +32,16 @@ def build_graph(deps: GenerateDeps | None = None):
     """The whole flow; without ``deps`` it can be drawn (``carealign graph generate``) but not run."""
     n = GenerateNodes(deps)
 
-    def fan_out_samples(state: GenerateState) -> list[Send]:
-        return [Send("generate_candidate", SampleTask(run_id=state["run_id"], item_id=state["item_id"],
-                                                      sample_index=i))
-                for i in range(n.deps.config.n_candidates)]
-
-    def fan_out_judging(state: GenerateState) -> list[Send] | str:
-        if len(state.get("distinct_ids", [])) < 2:
-            return "select_pair"
-        return [Send("judge_candidate", JudgeTask(run_id=state["run_id"], item_id=state["item_id"],
-                                                  candidate_id=cid))
-                for cid in state["distinct_ids"]]
+    def judge_or_skip(state: GenerateState) -> str:
+        return "judge_candidates" if len(state.get("distinct_ids", [])) >= 2 else "select_pair"
 
     g = StateGraph(GenerateState)
-    g.add_node("generate_candidate", n.generate_candidate)
-    g.add_node("dedupe_candidates", n.dedupe_candidates)
-    g.add_node("judge_candidate", n.judge_candidate)
+    g.add_node("write_candidates", n.write_candidates)
+    g.add_node("judge_candidates", n.judge_candidates)
     g.add_node("select_pair", n.select_pair)
-    g.add_conditional_edges(START, fan_out_samples, ["generate_candidate"])
-    g.add_edge("generate_candidate", "dedupe_candidates")
-    g.add_conditional_edges("dedupe_candidates", fan_out_judging, ["judge_candidate", "select_pair"])
-    g.add_edge("judge_candidate", "select_pair")
+    g.add_edge(START, "write_candidates")
+    g.add_conditional_edges("write_candidates", judge_or_skip, ["judge_candidates", "select_pair"])
+    g.add_edge("judge_candidates", "select_pair")
     g.add_edge("select_pair", END)
     return g.compile()
 

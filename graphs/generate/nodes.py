@@ -1,9 +1,10 @@
-"""The generate graph's nodes: write a candidate, drop duplicates, judge a candidate, choose the pair.
+"""The generate graph's nodes: write the candidates (duplicates dropped), judge them, choose the pair.
 
 Each node writes what it made before returning, so an interrupted run loses nothing and a re-run is
 answered from the request cache. What they read (the item, its candidates) and write goes through
 ``ItemMemory``: read once per item and kept for its life, written in batches with the other items in
-flight. Every node is a coroutine: none blocks, so none needs a thread."""
+flight. Every node is a coroutine: none blocks, so none needs a thread. A node that asks several
+things asks them at once (``graphs.common.fan_out``)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from agents.engine import CallContext, LLMEngine
 from agents.errors import LLMCallFailed
 from agents.roles import RubricJudge, SimpleRubric, conversation_of
 from graphs.common.candidates import waiting_for_calls
+from graphs.common.fan_out import each, merged
 from graphs.common.item_memory import ItemMemory
 from graphs.generate.configuration import GenerateConfig
-from graphs.generate.state import GenerateState, JudgeTask, SampleTask
+from graphs.generate.state import GenerateState
 from store import Store
 
 
@@ -53,31 +55,35 @@ class GenerateNodes:
                                                   language=language)
         return self._graders[language]
 
-    async def generate_candidate(self, task: SampleTask) -> dict[str, Any]:
-        d, i = self.deps, task["sample_index"]
-        return await self.memory.answer_and_store(d.generator, task["item_id"], task["run_id"], i, d.seed + i,
-                                                  d.config.prompt_language)
+    async def write_candidates(self, state: GenerateState) -> dict[str, Any]:
+        """The item's N answers at once, each stored as it comes; exact duplicates (after
+        whitespace/case normalisation) are then dropped: judged once, paired never."""
+        d, item_id = self.deps, state["item_id"]
+        update = merged(await each(
+            self.memory.answer_and_store(d.generator, item_id, state["run_id"], i, d.seed + i, d.config.prompt_language)
+            for i in range(d.config.n_candidates)))
+        return {**update, "distinct_ids": await self.memory.distinct_candidate_ids(
+            item_id, update.get("candidate_ids", []))}
 
-    async def dedupe_candidates(self, state: GenerateState) -> dict[str, Any]:
-        """Exact duplicates (after whitespace/case normalisation) are judged once, paired never."""
-        return {"distinct_ids": await self.memory.distinct_candidate_ids(state["item_id"],
-                                                                         state.get("candidate_ids", []))}
+    async def judge_candidates(self, state: GenerateState) -> dict[str, Any]:
+        """Every distinct candidate judged at once."""
+        return merged(await each(self.judge_candidate(state["run_id"], state["item_id"], cid)
+                                 for cid in state["distinct_ids"]))
 
-    async def judge_candidate(self, task: JudgeTask) -> dict[str, Any]:
-        d, cid = self.deps, task["candidate_id"]
-        ctx = CallContext(run_id=task["run_id"], item_id=task["item_id"])
-        rows = await self.memory.candidates(task["item_id"], [cid])
+    async def judge_candidate(self, run_id: str, item_id: int, cid: int) -> dict[str, Any]:
+        d = self.deps
+        ctx = CallContext(run_id=run_id, item_id=item_id)
+        rows = await self.memory.candidates(item_id, [cid])
         if cid not in rows:
             raise KeyError(f"candidate {cid} is not in the store")
         try:
-            language = await self.memory.language(task["item_id"], d.config.prompt_language)
-            grades = await self.grader_in(language).grade(await self.memory.payload(task["item_id"]),
-                                                          rows[cid].text, ctx)
+            language = await self.memory.language(item_id, d.config.prompt_language)
+            grades = await self.grader_in(language).grade(await self.memory.payload(item_id), rows[cid].text, ctx)
         except LLMCallFailed as exc:
             return {"failures": [f"judge[candidate {cid}]: {exc.reason}"]}
         scores = {name: g.score for name, g in grades.items()}
         jids = await self.memory.add_judgments([
-            {"run_id": task["run_id"], "candidate_id": cid, "llm_call_id": g.call_id, "criterion": name,
+            {"run_id": run_id, "candidate_id": cid, "llm_call_id": g.call_id, "criterion": name,
              "criterion_kind": "generic", "score": g.score, "reason": g.reason,
              "details": {**g.reading.as_dict(), "mode": d.config.judge_mode}, "judge_model": d.judge.model}
             for name, g in grades.items()

@@ -1,14 +1,16 @@
 """``carealign rubric-prefs``: rubric-grounded, safety-first preference pairs (ProMedical).
 
-    START -> generate_candidate (x generators x N, fan-out) -> distinct_candidates
-          -> grade_candidate (x candidates, fan-out) -> select_pair -> END
+    START -> write_candidates (generators x N answers at once; exact duplicates dropped)
+          -> grade_candidates (each distinct candidate at once) -> select_pair -> END
 
 Every instruction carries its clinical rubric (in the item's payload). Each candidate is graded
 criterion by criterion (met / not met with an explanation), its S1/S2/S3 are stored for this job,
 and the pair is chosen safety first (``agents.pair_selection``): a veto is never bought back by
-utility. Each pair records its margins in S1, S2 and S3, the judgments behind it, and why it was
-kept; each candidate left out records why. Nodes: ``nodes.py``; settings: ``configuration.py``
-(``[rubric_prefs]``).
+utility. With fewer than two distinct candidates grading is skipped. Each node fans out itself
+(``graphs.common.fan_out``): one LangGraph task per branch would cost more CPU than the requests
+it waits for at a fast model server. Each pair records its margins in S1, S2 and S3, the judgments
+behind it, and why it was kept; each candidate left out records why. Nodes: ``nodes.py``;
+settings: ``configuration.py`` (``[rubric_prefs]``).
 """
 
 from __future__ import annotations
@@ -17,38 +19,27 @@ from collections.abc import Callable
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
 
 from graphs.common.candidates import pairing_outcome
 from graphs.common.runner import ItemOutcome, WorkflowReport, run_workflow
 from graphs.rubric_prefs.nodes import RubricPrefsDeps, RubricPrefsNodes
-from graphs.rubric_prefs.state import GradeTask, RubricPrefsState, SampleTask
+from graphs.rubric_prefs.state import RubricPrefsState
 
 
 def build_graph(deps: RubricPrefsDeps | None = None):
     """The whole flow; without ``deps`` it can be drawn but not run."""
     n = RubricPrefsNodes(deps)
 
-    def fan_out_samples(state: RubricPrefsState) -> list[Send]:
-        return [Send("generate_candidate", SampleTask(run_id=state["run_id"], item_id=state["item_id"],
-                                                      generator=g, sample_index=i))
-                for g in range(len(n.deps.generators)) for i in range(n.deps.config.n_candidates)]
-
-    def fan_out_grading(state: RubricPrefsState) -> list[Send] | str:
-        if len(state.get("distinct_ids", [])) < 2:
-            return "select_pair"
-        return [Send("grade_candidate", GradeTask(run_id=state["run_id"], item_id=state["item_id"], candidate_id=c))
-                for c in state["distinct_ids"]]
+    def grade_or_skip(state: RubricPrefsState) -> str:
+        return "grade_candidates" if len(state.get("distinct_ids", [])) >= 2 else "select_pair"
 
     g = StateGraph(RubricPrefsState)
-    g.add_node("generate_candidate", n.generate_candidate)
-    g.add_node("distinct_candidates", n.distinct_candidates)
-    g.add_node("grade_candidate", n.grade_candidate)
+    g.add_node("write_candidates", n.write_candidates)
+    g.add_node("grade_candidates", n.grade_candidates)
     g.add_node("select_pair", n.select_pair)
-    g.add_conditional_edges(START, fan_out_samples, ["generate_candidate"])
-    g.add_edge("generate_candidate", "distinct_candidates")
-    g.add_conditional_edges("distinct_candidates", fan_out_grading, ["grade_candidate", "select_pair"])
-    g.add_edge("grade_candidate", "select_pair")
+    g.add_edge(START, "write_candidates")
+    g.add_conditional_edges("write_candidates", grade_or_skip, ["grade_candidates", "select_pair"])
+    g.add_edge("grade_candidates", "select_pair")
     g.add_edge("select_pair", END)
     return g.compile()
 

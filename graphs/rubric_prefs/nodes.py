@@ -1,10 +1,11 @@
-"""The rubric-prefs graph's nodes: answer, drop exact duplicates, grade per criterion, choose safety first.
+"""The rubric-prefs graph's nodes: answer (exact duplicates dropped), grade per criterion, choose safety first.
 
 Each node writes what it made before returning, so an interrupted run loses nothing and a re-run is
 answered from the request cache. What they read (the item, its rubric, its candidates) and write
 goes through ``ItemMemory``: read once per item and kept for its life, written in batches with the
 other items in flight (a candidate's judgments and scores in one transaction per wave). Every node
-is a coroutine: none blocks, so none needs a thread."""
+is a coroutine: none blocks, so none needs a thread. A node that asks several things asks them at
+once (``graphs.common.fan_out``)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ from agents.roles import AnswerGenerator, conversation_of
 from agents.rubric import Rubric, RubricScore
 from agents.rubric_grader import RubricGrader
 from graphs.common.candidates import waiting_for_calls
+from graphs.common.fan_out import each, merged
 from graphs.common.item_memory import MAX_ITEMS, ItemMemory
 from graphs.rubric_prefs.configuration import RubricPrefsConfig
-from graphs.rubric_prefs.state import GradeTask, RubricPrefsState, SampleTask
+from graphs.rubric_prefs.state import RubricPrefsState
 from store import Store
 from store.batching import BatchQueue
 from store.hot_path import GradedCandidate, insert_graded
@@ -89,27 +91,32 @@ class RubricPrefsNodes:
                 self._rubrics.popitem(last=False)
         return payload, rubric
 
-    async def generate_candidate(self, task: SampleTask) -> dict[str, Any]:
-        d, i = self.deps, task["sample_index"]
-        return await self.memory.answer_and_store(d.generators[task["generator"]], task["item_id"], task["run_id"],
-                                                  i, d.seed + i, d.config.prompt_language)
+    async def write_candidates(self, state: RubricPrefsState) -> dict[str, Any]:
+        """Every generator's N answers at once, each stored as it comes; exact duplicates are then
+        dropped: graded once (near duplicates are handled at selection)."""
+        d, item_id = self.deps, state["item_id"]
+        update = merged(await each(
+            self.memory.answer_and_store(engine, item_id, state["run_id"], i, d.seed + i, d.config.prompt_language)
+            for engine in d.generators for i in range(d.config.n_candidates)))
+        return {**update, "distinct_ids": await self.memory.distinct_candidate_ids(
+            item_id, update.get("candidate_ids", []))}
 
-    async def distinct_candidates(self, state: RubricPrefsState) -> dict[str, Any]:
-        """Exact duplicates are graded once (near duplicates are handled at selection)."""
-        return {"distinct_ids": await self.memory.distinct_candidate_ids(state["item_id"],
-                                                                         state.get("candidate_ids", []))}
+    async def grade_candidates(self, state: RubricPrefsState) -> dict[str, Any]:
+        """Every distinct candidate graded at once."""
+        return merged(await each(self.grade_candidate(state["run_id"], state["item_id"], cid)
+                                 for cid in state["distinct_ids"]))
 
-    async def grade_candidate(self, task: GradeTask) -> dict[str, Any]:
-        d, cid = self.deps, task["candidate_id"]
-        payload, rubric = await self.load(task["item_id"])
-        found = await self.memory.candidates(task["item_id"], [cid])
+    async def grade_candidate(self, run_id: str, item_id: int, cid: int) -> dict[str, Any]:
+        d = self.deps
+        payload, rubric = await self.load(item_id)
+        found = await self.memory.candidates(item_id, [cid])
         if cid not in found:
             raise KeyError(f"candidate {cid} is not in the store")
         answer = found[cid].text
-        ctx = CallContext(run_id=task["run_id"], item_id=task["item_id"])
+        ctx = CallContext(run_id=run_id, item_id=item_id)
         try:
             # the item's prompt language, as the grader would choose it, decided once per item
-            lang = await self.memory.language(task["item_id"], d.config.prompt_language)
+            lang = await self.memory.language(item_id, d.config.prompt_language)
             verdicts = await self.grader.grade(conversation_of(payload), answer, rubric, ctx, lang)
             extra = await self.second.grade(conversation_of(payload), answer, rubric, ctx, lang) if self.second else {}
         except LLMCallFailed as exc:
@@ -118,7 +125,7 @@ class RubricPrefsNodes:
         by_id = {c.id: c for c in rubric.criteria}
 
         def rows(found: dict, model: str, role: str) -> list[dict[str, Any]]:
-            return [{"run_id": task["run_id"], "candidate_id": cid, "llm_call_id": v.call_id,
+            return [{"run_id": run_id, "candidate_id": cid, "llm_call_id": v.call_id,
                      "criterion": by_id[crit].text, "criterion_kind": by_id[crit].kind.value, "met": v.met,
                      "score": 1.0 if v.met else 0.0, "reason": v.explanation, "judge_model": model,
                      "details": {"criterion_id": crit, "dimension": by_id[crit].dimension,
@@ -128,7 +135,7 @@ class RubricPrefsNodes:
         jids = await self._write_graded.submit(GradedCandidate(
             rows(verdicts, d.grader.model, "primary"),
             rows(extra, d.second_grader.model, "second") if self.second else [],
-            {"candidate_id": cid, "job_key": d.job_key, "run_id": task["run_id"], "s1": score.s1, "s2": score.s2,
+            {"candidate_id": cid, "job_key": d.job_key, "run_id": run_id, "s1": score.s1, "s2": score.s2,
              "s3": score.s3, "grader_model": d.grader.model}))
         return {"graded": [{"candidate_id": cid, "s1": score.s1, "s2": score.s2, "s3": score.s3,
                             "judgment_ids": jids}]}

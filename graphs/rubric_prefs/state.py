@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from graphs.common.state import CandidatePairState
 
-from graphs.common.state import CandidatePairState, GradeTask
-
-__all__ = ["GradeTask", "RubricPrefsState", "SampleTask"]
+__all__ = ["RubricPrefsState"]
 
 
 class RubricPrefsState(CandidatePairState, total=False):
     """Candidates, the distinct ones, their S1/S2/S3, the pair (``graphs.common.state``)."""
-
-
-class SampleTask(TypedDict):
-    """One answer of one generator model (fan-out over generators x samples)."""
-
-    run_id: str
-    item_id: int
-    generator: int
-    sample_index: int
