@@ -237,6 +237,8 @@ async def with_progress(title: str, total: int, engines: list[LLMEngine],
         TextColumn("{task.fields[calls]} calls ({task.fields[hits]} cached, {task.fields[failed]} failed)"),
         TextColumn("{task.fields[tokens]:,} tok{task.fields[cost]}"), TextColumn("{task.fields[rate]:.1f} out-tok/s"),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
+        # twice a second, as the ticker below updates it: redrawing the line costs CPU the requests need
+        refresh_per_second=2,
     )
     started, base = time.perf_counter(), _usage_totals(engines)
     with progress:
