@@ -19,6 +19,7 @@ from carealign.command import check_limit, console, current, handles_errors, out
 from carealign.options import (
     config_option,
     dataset_option,
+    joined_urls,
     judge_base_url_option,
     judge_model_option,
     limit_option,
@@ -111,7 +112,7 @@ def esc_search(
     gold_turns: int | None = config_option(EscSearchConfig, "gold_turns", "--gold-turns"),
     rejected_rule: str | None = config_option(EscSearchConfig, "rejected_rule", "--rejected-rule"),
     judge_model: str | None = judge_model_option(),
-    judge_base_url: str | None = judge_base_url_option(),
+    judge_base_url: list[str] | None = judge_base_url_option(),
     dataset: str | None = dataset_option(),
     limit: int | None = limit_option("seed dialogues"),
     out_dir: Path = out_dir_option("esc-out", "the dialogues, the GraphML files and the tree picture"),
@@ -126,7 +127,8 @@ def esc_search(
         "esc", {"iterations": iterations, "strategy_set": strategy_set, "expand_k": expand_k,
                 "early_stop_patience": early_stop, "gold_turns": gold_turns,
                 "rejected_rule": rejected_rule},
-        judge_model=judge_model, judge_base_url=judge_base_url, seed=seed, cache=False if no_cache else None)
+        judge_model=judge_model, judge_base_url=joined_urls(judge_base_url), seed=seed,
+        cache=False if no_cache else None)
     exports = tuple(check_exports(export))
     asyncio.run(esc_search_command(settings, input_file, fmt, dataset or input_file.stem, check_limit(limit), out_dir,
                                    exports))

@@ -32,6 +32,7 @@ from carealign.command import check_limit, console, current, handles_errors, pip
 from carealign.options import (
     config_option,
     dataset_option,
+    joined_urls,
     judge_base_url_option,
     judge_model_option,
     limit_option,
@@ -129,7 +130,7 @@ def run_cmd(
     localisation: str | None = config_option(FactcheckConfig, "localisation", "--localisation"),
     allow_unsure: bool | None = config_option(FactcheckConfig, "allow_unsure", "--allow-unsure/--no-unsure"),
     judge_model: str | None = judge_model_option("location judge"),
-    judge_base_url: str | None = judge_base_url_option("location judge"),
+    judge_base_url: list[str] | None = judge_base_url_option("location judge"),
     out_dir: Path = out_dir_option("factcheck-report", "plots and the report"),
     seed: int | None = seed_option(),
     no_cache: bool = no_cache_option(),
@@ -137,7 +138,8 @@ def run_cmd(
     """Run fact-checking methods over a dataset and compare them (results kept in the store)."""
     settings = current().settings_with(
         "factcheck", {"methods": methods, "localisation": localisation, "allow_unsure": allow_unsure},
-        judge_model=judge_model, judge_base_url=judge_base_url, seed=seed, cache=False if no_cache else None)
+        judge_model=judge_model, judge_base_url=joined_urls(judge_base_url), seed=seed,
+        cache=False if no_cache else None)
     asyncio.run(run_command(console, settings, data_file, dataset or data_file.stem, mapping, check_limit(limit),
                             checker_models, out_dir, on_bad_row))
 

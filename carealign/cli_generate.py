@@ -17,6 +17,7 @@ from carealign.options import (
     config_option,
     dataset_option,
     instruction_mapping_option,
+    joined_urls,
     judge_base_url_option,
     judge_model_option,
     limit_option,
@@ -62,7 +63,7 @@ def generate(
     min_margin: float | None = config_option(GenerateConfig, "min_margin", "--min-margin"),
     rubric: str | None = config_option(GenerateConfig, "rubric", "--rubric"),
     judge_model: str | None = judge_model_option(),
-    judge_base_url: str | None = judge_base_url_option(),
+    judge_base_url: list[str] | None = judge_base_url_option(),
     dataset: str | None = dataset_option(),
     limit: int | None = limit_option("instructions"),
     mapping: str | None = instruction_mapping_option(),
@@ -73,6 +74,7 @@ def generate(
     """Candidate answers per instruction, judged against a rubric; best vs worst stored as a pair."""
     settings = current().settings_with(
         "generate", {"n_candidates": n_candidates, "min_margin": min_margin, "rubric": rubric},
-        judge_model=judge_model, judge_base_url=judge_base_url, seed=seed, cache=False if no_cache else None)
+        judge_model=judge_model, judge_base_url=joined_urls(judge_base_url), seed=seed,
+        cache=False if no_cache else None)
     asyncio.run(generate_command(settings, input_file, dataset or input_file.stem, check_limit(limit), mapping,
                                  on_bad_row))

@@ -78,7 +78,7 @@ def rubric_prefs(
         "[setting rubric_prefs.generator_models]"),
     grader_mode: str | None = config_option(RubricPrefsConfig, "grader_mode", "--grader-mode"),
     judge_model: str | None = judge_model_option("grader"),
-    judge_base_url: str | None = judge_base_url_option("grader"),
+    judge_base_url: list[str] | None = judge_base_url_option("grader"),
     second_grader_model: str | None = config_option(RubricPrefsConfig, "second_grader_model",
                                                     "--second-grader-model"),
     min_s1_margin: float | None = config_option(RubricPrefsConfig, "min_s1_margin", "--min-s1-margin"),

@@ -31,6 +31,7 @@ from carealign.options import (
     config_option,
     dataset_option,
     hidden_alias,
+    joined_urls,
     judge_base_url_option,
     judge_model_option,
     limit_option,
@@ -143,7 +144,7 @@ def draft(
     input_file: Path = typer.Argument(..., help="JSONL of instructions (the rubric-prefs format; lines that "
                                       "carry a rubric join the few-shot pool instead of being drafted)"),
     judge_model: str | None = judge_model_option("rubric writer"),
-    judge_base_url: str | None = judge_base_url_option("rubric writer"),
+    judge_base_url: list[str] | None = judge_base_url_option("rubric writer"),
     review: str | None = config_option(RubricDraftsConfig, "review", "--review"),
     reviewer: str | None = typer.Option(None, "--reviewer", help="reviewer name [default: the login name]"),
     fewshot_k: int | None = config_option(RubricDraftsConfig, "fewshot_k", "--fewshot-k"),
@@ -157,7 +158,7 @@ def draft(
     """Draft rubrics for instructions that have none; they wait for review (or are reviewed inline)."""
     judge_model = judge_model or deprecated(writer_model, "--writer-model", "--judge-model")
     settings = current().settings_with("rubrics", {"review": review, "fewshot_k": fewshot_k},
-                                       judge_model=judge_model, judge_base_url=judge_base_url, seed=seed,
+                                       judge_model=judge_model, judge_base_url=joined_urls(judge_base_url), seed=seed,
                                        cache=False if no_cache else None)
     if judge_model:  # the option names the writer for this run, over a writer_model setting
         settings = settings.model_copy(update={"rubrics": settings.rubrics.with_values(writer_model=judge_model)})

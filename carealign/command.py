@@ -39,6 +39,7 @@ from benchmarks.datasets.instructions import InputError
 from benchmarks.datasets.limits import INPUT_LIMITS, InputLimits
 from carealign.engines import Engines, open_engines
 from carealign.executors import REPLAYING, CommandReplay, check_executor, check_replayed_settings
+from carealign.options import joined_urls
 from carealign.settings import Settings, SettingsError, load_settings
 from graphs.common.executor import EXECUTOR
 from graphs.common.runner import CONTROLS, Budget, ItemOutcome, RunControls, WorkflowReport
@@ -166,12 +167,12 @@ def deprecated(value: Any, old: str, new: str) -> Any:
     return value
 
 
-def judge_or_old_names(judge_model: str | None, judge_base_url: str | None, old_model: str | None,
+def judge_or_old_names(judge_model: str | None, judge_base_url: list[str] | None, old_model: str | None,
                        old_base_url: str | None, old: str = "grader") -> tuple[str | None, str | None]:
-    """``--judge-model`` / ``--judge-base-url``, or the role's old option names (``--grader-model``,
-    ``--checker-base-url``, ...) with a deprecation warning."""
+    """``--judge-model`` / ``--judge-base-url`` (its replicas as one comma list), or the role's old
+    option names (``--grader-model``, ``--checker-base-url``, ...) with a deprecation warning."""
     return (judge_model or deprecated(old_model, f"--{old}-model", "--judge-model"),
-            judge_base_url or deprecated(old_base_url, f"--{old}-base-url", "--judge-base-url"))
+            joined_urls(judge_base_url) or deprecated(old_base_url, f"--{old}-base-url", "--judge-base-url"))
 
 
 def reviewer_name(name: str | None) -> str:

@@ -92,8 +92,10 @@ def judge_model_option(role: str = "judge") -> Any:
 
 
 def judge_base_url_option(role: str = "judge") -> Any:
-    return typer.Option(None, "--judge-base-url", show_default=False, help=escape(
-        f"server of the {role} model [default: --base-url; setting judge_base_url]"))
+    """A command's own ``--judge-base-url``: a list, as the global option (pass it on with ``joined_urls``)."""
+    return typer.Option(None, "--judge-base-url", show_default=False, metavar="URL", help=escape(
+        f"server of the {role} model [default: --base-url; setting judge_base_url]; several replicas: repeat "
+        "the option or give a comma list"))
 
 
 def hidden_alias(name: str) -> Any:
@@ -129,7 +131,7 @@ def base_urls_option() -> Any:
 def judge_base_urls_option() -> Any:
     return global_option("judge_base_url", "--judge-base-url", metavar="URL", help=(
         "server of the judge model [default: --base-url]; several replicas: repeat the option or give a comma "
-        "list (a command's own --judge-base-url takes a comma list)"))
+        "list"))
 
 
 def joined_urls(urls: list[str] | None) -> str | None:

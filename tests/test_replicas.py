@@ -244,3 +244,25 @@ def test_settings_take_replicas_from_a_comma_list_in_the_config_file(tmp_path: P
     settings = load_settings(cfg)
     assert split_urls(settings.base_url) == ["http://a:1/v1", "http://b:2/v1"]
     assert settings.replicas.capacity == 8 and tomllib.loads(cfg.read_text())["replicas"]["capacity"] == 8
+
+
+def test_a_commands_own_judge_base_url_can_be_repeated(tmp_path: Path):
+    """``generate --judge-base-url A --judge-base-url B`` (the command's option, after the command
+    name) spreads the judge's requests over both replicas, as the global option does."""
+    src = write_jsonl(tmp_path / "q.jsonl", QUESTIONS[:12])
+    db = f"sqlite:///{tmp_path / 'j.db'}"
+    with FakeOpenAIServer() as gen, FakeOpenAIServer(latency=0.02) as j1, FakeOpenAIServer(latency=0.02) as j2:
+        gen.responder = j1.responder = j2.responder = scripted({0: 9, 1: 2})
+        res = CliRunner(env={"COLUMNS": "220"}).invoke(app, [
+            "--db", db, "--base-url", gen.base_url, "--concurrency", "4", "generate", str(src), "--n", "2",
+            "--judge-model", "judge-model", "--judge-base-url", j1.base_url, "--judge-base-url", j2.base_url])
+        assert res.exit_code == 0, res.output
+        judged = (len(j1.requests), len(j2.requests))
+    assert min(judged) > 0 and sum(judged) == 12 * 2  # one judge call per distinct candidate, on both
+    store = Store(db)
+    try:
+        with store.session() as s:
+            run = s.scalars(select(Run).where(Run.kind == "generate")).one()
+    finally:
+        store.dispose()
+    assert run.status == "completed" and run.config["judge_base_url"] == f"{j1.base_url},{j2.base_url}"
