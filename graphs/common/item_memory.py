@@ -23,6 +23,7 @@ from agents.language import choose_lang
 from agents.prompts import localized, prompt_hash, render
 from agents.roles import AnswerGenerator, conversation_of
 from graphs.common.candidates import first_of_each_text
+from graphs.common.fan_out import each, merged
 from store import Store
 from store.batching import BatchQueue
 from store.hot_path import (
@@ -139,6 +140,15 @@ class ItemMemory:
         cid = await self.add_candidate(run_id=run_id, item_id=item_id, llm_call_id=res.call_id, choice_index=0,
                                        sample_index=sample_index, model=engine.model, text=res.text)
         return {"candidate_ids": [cid]}
+
+    async def write_candidates(self, item_id: int, run_id: str, asks: Iterable[tuple[LLMEngine, int]], seed: int,
+                               language: str = "auto") -> dict[str, Any]:
+        """A pair graph's first step as one update: every ``(engine, sample index)`` of ``asks``
+        answered at once, each stored as it comes (``answer_and_store``, seed ``seed + index``),
+        then ``distinct_ids``: exact duplicates are judged once and paired never."""
+        update = merged(await each(self.answer_and_store(engine, item_id, run_id, i, seed + i, language)
+                                   for engine, i in asks))
+        return {**update, "distinct_ids": await self.distinct_candidate_ids(item_id, update.get("candidate_ids", []))}
 
     async def distinct_candidate_ids(self, item_id: int, candidate_ids: Iterable[int]) -> list[int]:
         """``graphs.common.candidates.distinct_candidate_ids`` on this memory: distinct normalised texts,

@@ -58,12 +58,10 @@ class GenerateNodes:
     async def write_candidates(self, state: GenerateState) -> dict[str, Any]:
         """The item's N answers at once, each stored as it comes; exact duplicates (after
         whitespace/case normalisation) are then dropped: judged once, paired never."""
-        d, item_id = self.deps, state["item_id"]
-        update = merged(await each(
-            self.memory.answer_and_store(d.generator, item_id, state["run_id"], i, d.seed + i, d.config.prompt_language)
-            for i in range(d.config.n_candidates)))
-        return {**update, "distinct_ids": await self.memory.distinct_candidate_ids(
-            item_id, update.get("candidate_ids", []))}
+        d = self.deps
+        return await self.memory.write_candidates(state["item_id"], state["run_id"],
+                                                  [(d.generator, i) for i in range(d.config.n_candidates)],
+                                                  d.seed, d.config.prompt_language)
 
     async def judge_candidates(self, state: GenerateState) -> dict[str, Any]:
         """Every distinct candidate judged at once."""

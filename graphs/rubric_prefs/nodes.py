@@ -94,12 +94,10 @@ class RubricPrefsNodes:
     async def write_candidates(self, state: RubricPrefsState) -> dict[str, Any]:
         """Every generator's N answers at once, each stored as it comes; exact duplicates are then
         dropped: graded once (near duplicates are handled at selection)."""
-        d, item_id = self.deps, state["item_id"]
-        update = merged(await each(
-            self.memory.answer_and_store(engine, item_id, state["run_id"], i, d.seed + i, d.config.prompt_language)
-            for engine in d.generators for i in range(d.config.n_candidates)))
-        return {**update, "distinct_ids": await self.memory.distinct_candidate_ids(
-            item_id, update.get("candidate_ids", []))}
+        d = self.deps
+        return await self.memory.write_candidates(
+            state["item_id"], state["run_id"], [(g, i) for g in d.generators for i in range(d.config.n_candidates)],
+            d.seed, d.config.prompt_language)
 
     async def grade_candidates(self, state: RubricPrefsState) -> dict[str, Any]:
         """Every distinct candidate graded at once."""
