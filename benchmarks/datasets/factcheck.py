@@ -220,18 +220,8 @@ def read_mederrbench_csv(path: str | Path, report: InputReport | None = None) ->
     if missing:
         raise InputError(f"{path}:1: not a MedErrBench file, missing columns {missing}")
     file_lang = _lang_of_file(path)
-    ids, items = UniqueIds(path, "Text ID"), []
-    for line, row in rows:
-        try:
-            item = _mederrbench_item(path, line, row, file_lang)
-            ids.check(item, line)
-        except InputError as exc:
-            report.bad(exc)
-            continue
-        items.append(item)
-        if report.full(len(items)):
-            break
-    return report.finish(items)
+    return report.collect(rows, lambda line, row: _mederrbench_item(path, line, row, file_lang),
+                          UniqueIds(path, "Text ID"))
 
 
 def _jsonl_records(path: Path, report: InputReport) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -243,19 +233,12 @@ def read_medfact_jsonl(path: str | Path, report: InputReport | None = None) -> l
     when absent, ``source`` set to file:line when absent."""
     path = Path(path)
     report = _report(path, report)
-    ids, items = UniqueIds(path, "id"), []
-    for line, data in _jsonl_records(path, report):
+
+    def item(line: int, data: dict[str, Any]) -> FactCheckItem:
         data.setdefault("source", f"{path.name}:{line}")
-        try:
-            item = _validate(data, f"{path}:{line}")
-            ids.check(item, line)
-        except InputError as exc:
-            report.bad(exc)
-            continue
-        items.append(item)
-        if report.full(len(items)):
-            break
-    return report.finish(items)
+        return _validate(data, f"{path}:{line}")
+
+    return report.collect(_jsonl_records(path, report), item, UniqueIds(path, "id"))
 
 
 def _check_mapping(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -384,22 +367,20 @@ def read_mapped(path: str | Path, mapping: dict[str, Any], report: InputReport |
                                  f"(columns: {', '.join(header)})")
         if "sentences" not in columns and "error_sentence_id" in columns and numbered_columns(header, columns):
             resplit = ResplitCheck(numbered_columns(header, columns))
-    ids, items = UniqueIds(path, columns.get("id", "id")), []
-    for line, record in records:
-        try:
-            item = _validate(_mapped_data(path, line, record, mapping, columns), f"{path}:{line}", columns, context)
-            ids.check(item, line)
-        except InputError as exc:
-            report.bad(exc)
-            continue
+    ids = UniqueIds(path, columns.get("id", "id"))
+
+    def item(line: int, record: Any) -> FactCheckItem:
+        made = _validate(_mapped_data(path, line, record, mapping, columns), f"{path}:{line}", columns, context)
+        ids.check(made, line)
         if resplit is not None:
-            resplit.compare(line, record, item)
-        items.append(item)
-        if report.full(len(items)):
-            break
-    if resplit is not None:
-        report.warnings += resplit.warnings(path)
-    return report.finish(items)
+            resplit.compare(line, record, made)
+        return made
+
+    try:
+        return report.collect(records, item)
+    finally:
+        if resplit is not None:
+            report.warnings += resplit.warnings(path)
 
 
 def load_dataset(path: str | Path, mapping: dict[str, Any] | str | None = None,

@@ -119,16 +119,14 @@ def read_jsonl(path: str | Path, model: type[BaseModel], report: Any = None) -> 
     from benchmarks.datasets.rows import InputReport
 
     report = report if report is not None else InputReport(str(path))
-    records: list[tuple[int, BaseModel]] = []
-    for lineno, data in iter_jsonl(path, report):
+
+    def record(lineno: int, data: dict[str, Any]) -> tuple[int, BaseModel]:
         try:
-            records.append((lineno, model.model_validate(data)))
+            return lineno, model.model_validate(data)
         except ValidationError as exc:
-            report.bad(InputError(f"{path}:{lineno}: {_first_error(exc)}"))
-            continue
-        if report.full(len(records)):
-            break
-    return report.finish(records)
+            raise InputError(f"{path}:{lineno}: {_first_error(exc)}") from None
+
+    return report.collect(iter_jsonl(path, report), record)
 
 
 def read_records(path: str | Path, model: type[BaseModel], convert: Callable[[int, Any], dict[str, Any]],
@@ -153,28 +151,22 @@ def read_records(path: str | Path, model: type[BaseModel], convert: Callable[[in
         fields = parse_instruction_mapping(mapping) if mapping else None
     except MappingError as exc:
         raise InputError(str(exc)) from None
-    out: list[dict[str, Any]] = []
-    for lineno, data in iter_jsonl(path, report):
+
+    def record(lineno: int, data: dict[str, Any]) -> dict[str, Any]:
         try:
             if fields is not None:  # keys the command has no use for (generate: a rubric) are dropped
                 data = {k: v for k, v in mapped_record(data, fields).items() if k in model.model_fields}
             elif is_healthbench(data):
                 data = {k: v for k, v in healthbench_record(data).items() if k in model.model_fields}
-            out.append(convert(lineno, model.model_validate(data)))
+            return convert(lineno, model.model_validate(data))
         except MappingError as exc:
-            report.bad(InputError(f"{path}:{lineno}: {exc}"))
-            continue
+            raise InputError(f"{path}:{lineno}: {exc}") from None
         except ValidationError as exc:
             hint = ("; a line in another shape needs --mapping (e.g. Alpaca's prompt=instruction,input=input)"
                     if fields is None and not {"prompt", "messages"} & set(data) else "")
-            report.bad(InputError(f"{path}:{lineno}: {_first_error(exc)}{hint}"))
-            continue
-        except InputError as exc:
-            report.bad(exc)
-            continue
-        if report.full(len(out)):
-            break
-    return report.finish(out)
+            raise InputError(f"{path}:{lineno}: {_first_error(exc)}{hint}") from None
+
+    return report.collect(iter_jsonl(path, report), record)
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from benchmarks.datasets.instructions import InputError
 from benchmarks.datasets.limits import check_size
@@ -24,6 +24,8 @@ from benchmarks.datasets.limits import check_size
 OnBadRow = Literal["fail", "skip"]
 ON_BAD_ROW: tuple[OnBadRow, ...] = ("fail", "skip")
 STORED_SKIPS = 200  # skipped rows listed in the run's stats (all are counted)
+Row = TypeVar("Row")
+Record = TypeVar("Record")
 
 
 @dataclass
@@ -55,6 +57,25 @@ class InputReport:
         if self.on_bad_row == "fail":
             raise exc
         self.skipped.append(str(exc))
+
+    def collect(self, rows: Iterable[tuple[int, Row]], make: Callable[[int, Row], Record],
+                ids: UniqueIds | None = None) -> list[Record]:
+        """The loop of every reader: ``make(line, row)`` of each row until the limit. A row whose
+        ``make`` raises ``InputError``, or whose id ``ids`` has seen already, is bad (``bad``);
+        the records are then counted (``finish``)."""
+        records: list[Record] = []
+        for line, row in rows:
+            try:
+                record = make(line, row)
+                if ids is not None:
+                    ids.check(record, line)
+            except InputError as exc:
+                self.bad(exc)
+                continue
+            records.append(record)
+            if self.full(len(records)):
+                break
+        return self.finish(records)
 
     def finish(self, records: list) -> list:
         """The records read, counted; an error naming the file when none is left (a file of blank
