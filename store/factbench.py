@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from store.db import Store, insert_ignore
 from store.models import BenchResult, Candidate, Item, Judgment
@@ -71,20 +72,27 @@ class DecidedVariant:
     verdicts: list[Judgment] = field(default_factory=list)  # the round's filter verdicts, in id order
 
 
+def round_checks(s: Session, candidate_ids: list[int], round_: Any) -> tuple[dict[int, list[Judgment]],
+                                                                              dict[int, Judgment]]:
+    """Each variant's filter verdicts in ``round_`` (in the order given) and its span check, read in
+    one query: what the panel decided a variant on, for the round's export and the review page."""
+    verdicts: dict[int, list[Judgment]] = defaultdict(list)
+    spans: dict[int, Judgment] = {}
+    for j in s.scalars(select(Judgment).where(Judgment.candidate_id.in_(candidate_ids)).order_by(Judgment.id)):
+        if j.criterion_kind == FILTER_KIND and (j.details or {}).get("round") == round_:
+            verdicts[j.candidate_id].append(j)
+        elif j.criterion == SPAN_CRITERION:
+            spans[j.candidate_id] = j
+    return verdicts, spans
+
+
 def decided_variants(store: Store, round_: int) -> list[DecidedVariant]:
     """Every variant the panel decided in ``round_``, in candidate order."""
     with store.session() as s:
         decisions = [j for j in s.scalars(select(Judgment).where(Judgment.criterion_kind == DECISION_KIND)
                                           .order_by(Judgment.candidate_id, Judgment.id))
                      if j.details.get("round") == round_]
-        cids = [d.candidate_id for d in decisions]
-        verdicts: dict[int, list[Judgment]] = defaultdict(list)
-        spans: dict[int, Judgment] = {}
-        for j in s.scalars(select(Judgment).where(Judgment.candidate_id.in_(cids)).order_by(Judgment.id)):
-            if j.criterion_kind == FILTER_KIND and j.details.get("round") == round_:
-                verdicts[j.candidate_id].append(j)
-            elif j.criterion == SPAN_CRITERION:
-                spans[j.candidate_id] = j
+        verdicts, spans = round_checks(s, [d.candidate_id for d in decisions], round_)
         out = []
         for d in decisions:
             cand = s.get(Candidate, d.candidate_id)

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from store.db import Store
 from store.errors import StoreError
-from store.factbench import DECISION_KIND, FILTER_KIND, SPAN_CRITERION
+from store.factbench import DECISION_KIND, round_checks
 from store.models import (
     Candidate,
     CandidateScore,
@@ -293,15 +293,12 @@ def variant_view(store: Store, decision_id: int) -> dict[str, Any] | None:
         cand = s.get(Candidate, d.candidate_id)
         item = s.get(Item, cand.item_id)
         rnd = (d.details or {}).get("round")
-        verdicts, span = [], None
-        for j in s.scalars(select(Judgment).where(Judgment.candidate_id == cand.id).order_by(Judgment.id)):
-            if j.criterion == SPAN_CRITERION:
-                span = dict(j.details or {})
-            elif j.criterion_kind == FILTER_KIND and (j.details or {}).get("round") == rnd:
-                verdicts.append({"criterion": j.criterion, "judge_model": j.judge_model, "met": j.met,
-                                 "reason": j.reason, "llm_call_id": j.llm_call_id})
-        if span is None:
+        round_verdicts, spans = round_checks(s, [cand.id], rnd)
+        if cand.id not in spans:
             raise StoreError(f"variant {cand.id} has no span check: not a factbench variant")
+        span = dict(spans[cand.id].details or {})
+        verdicts = [{"criterion": j.criterion, "judge_model": j.judge_model, "met": j.met, "reason": j.reason,
+                     "llm_call_id": j.llm_call_id} for j in round_verdicts[cand.id]]
         return {"id": d.id, "round": rnd, "accepted": bool(d.met), "passed": dict((d.details or {}).get("passed", {})),
                 "candidate_id": cand.id, "item_id": cand.item_id, "text": cand.text,
                 "source": item.payload.get("text", ""), "language": item.payload.get("lang"),
