@@ -14,7 +14,7 @@ from agents.engine import CallContext
 from agents.errors import LLMCallFailed
 from agents.esc import Judge, load_strategy_set, priors_from_ratings
 from agents.limits import Limiter
-from benchmarks.datasets.esconv import read_esconv_json, read_esconv_tsv
+from benchmarks.datasets.esconv import read_esconv_json, read_esconv_tsv, read_seeds
 from benchmarks.datasets.instructions import InputError
 from graphs.esc_search.configuration import EscSearchConfig
 from graphs.esc_search.graph import build_graph, run_esc_search
@@ -355,6 +355,12 @@ def test_strategy_names_are_normalised_never_dropped(tmp_path):
         {"speaker": "supporter", "parts": [{"strategy": "Others", "text": "I see."},
                                            {"strategy": "Reflection of feelings", "text": "You feel sad."}]}]
     assert second["source"] == "d.tsv:3" and second["payload"]["turns"][1]["parts"][0]["strategy"] == "Information"
+    # --limit 1: the first dialogue ends where line 3 starts the next; the broken line 4 is never read
+    tsv.write_text(tsv.read_text() + "1.0 0 0 Broken EOS 1.0 1 1 [Hugging] There there.\n")
+    (only,) = read_seeds(tsv, limit=1)
+    assert only["payload"]["turns"] == first["payload"]["turns"] and only["source"] == "d.tsv:1"
+    with pytest.raises(InputError, match=r"d\.tsv:4: turn 2: field 'strategy': unknown strategy"):
+        read_seeds(tsv, limit=2)  # the second dialogue may go on at line 4: it is read, and fails
     tsv.write_text("1.0 0 0 Hi EOS 1.0 1 1 [Hugging] There there.\n")
     with pytest.raises(InputError, match=r"d\.tsv:1: turn 2: field 'strategy': unknown strategy"):
         read_esconv_tsv(tsv)

@@ -100,13 +100,14 @@ def read_esconv_json(path: str | Path, limit: int | None = None) -> list[dict[st
     return records
 
 
-def read_esconv_tsv(path: str | Path) -> list[dict[str, Any]]:
+def read_esconv_tsv(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
     """The ESConv tsv (``devWithStrategy_short.tsv``): one line per supporter response, holding a
     window of the dialogue so far as ``<flag> <speaker 0|1> <turn index> <text>`` chunks joined by
     `` EOS ``; a supporter text starts with its ``[strategy]``. Consecutive lines of one dialogue
     overlap (a turn index the file skips stays missing); a line that does not continue the previous
     one starts the next dialogue (the file's first turns of a dialogue may be missing too).
-    The leading flag is not used."""
+    The leading flag is not used. ``limit`` keeps the first dialogues and reads no line after the
+    one that starts the next (the last kept dialogue is only complete there)."""
     path = Path(path)
     text = _read_text(path)
     dialogues: list[tuple[int, dict[int, tuple[str, str, str | None]]]] = []
@@ -138,6 +139,8 @@ def read_esconv_tsv(path: str | Path) -> list[dict[str, Any]]:
         continues = bool(current) and indices[-1] > max(current) and all(
             current[i] == t for i, t in turns if i in current)
         if not continues:
+            if limit is not None and len(dialogues) >= limit:  # --limit: the dialogues after these are not read
+                break
             current = {}
             dialogues.append((lineno, current))
         current.update((i, t) for i, t in turns if i not in current)
@@ -180,21 +183,13 @@ def detect_format(path: str | Path) -> str:
 
 def read_seeds(path: str | Path, fmt: str = AUTO, limit: int | None = None) -> list[dict[str, Any]]:
     """Seed dialogues; ``fmt`` auto detects the format from the content. ``limit`` keeps the first
-    dialogues: JSON is read no further, a tsv is read whole (a tsv dialogue is only known once the
-    next one begins)."""
+    dialogues and reads no further (in a tsv, up to the line that starts the next dialogue)."""
     if fmt == AUTO:
         fmt = detect_format(path)
     if fmt == "esconv-json":
         return read_esconv_json(path, limit)
-    records = _read_seeds(path, fmt)
-    return records[:limit] if limit is not None else records
-
-
-def _read_seeds(path: str | Path, fmt: str) -> list[dict[str, Any]]:
-    if fmt == "esconv-json":
-        return read_esconv_json(path)
     if fmt == "esconv-tsv":
-        return read_esconv_tsv(path)
+        return read_esconv_tsv(path, limit)
     raise InputError(f"unknown format {fmt!r}; choose one of {', '.join((AUTO, *FORMATS))}")
 
 
