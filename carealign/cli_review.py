@@ -2,6 +2,7 @@
 
     review serve [--host --port]                 the web app on the store (carealign.web)
     review user add NAME --role reviewer|admin   prints a one-time password (only its argon2 hash is kept)
+    review user reset NAME                       a new one-time password; the account's sessions end
     review report [--json]                       progress and agreement per queue and criterion
 
 The pages, sessions and queues are in ``carealign/web/``; the rows in ``store/review.py``.
@@ -58,6 +59,20 @@ def user_add(
         password = add_account(store, name, role, settings.review.password_bytes)
     console.print(f"user {name} ({role}) added; password (shown once, not stored): {password}", markup=False,
                   soft_wrap=True)
+
+
+@user_app.command("reset")
+@handles_errors
+def user_reset(name: str = typer.Argument(..., help="the account's login name")) -> None:
+    """A forgotten or leaked password: print a new one-time password (the next login must replace
+    it); every open session of the account ends."""
+    from carealign.web.auth import reset_account
+
+    settings = current().settings()
+    with current().store(init=True) as store:
+        password = reset_account(store, name, settings.review.password_bytes)
+    console.print(f"user {name}: password reset, open sessions ended; new one-time password (shown once, not "
+                  f"stored): {password}", markup=False, soft_wrap=True)
 
 
 def _fmt(x: float | None) -> str:

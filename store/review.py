@@ -97,6 +97,16 @@ def set_password_hash(store: Store, user_id: int, password_hash: str, changed_by
         s.execute(update(ReviewUser).where(ReviewUser.id == user_id).values(**values))
 
 
+def reset_password(store: Store, name: str, password_hash: str) -> None:
+    """A new one-time password for a forgotten or leaked one: the next login must replace it. A
+    name with no account is a ``StoreError``."""
+    with store.session() as s:
+        done = s.execute(update(ReviewUser).where(ReviewUser.name == name)
+                         .values(password_hash=password_hash, must_change_password=True))
+        if done.rowcount != 1:
+            raise StoreError(f"no user {name!r} (see `review report` for the accounts)")
+
+
 def users(store: Store) -> list[Account]:
     with store.session() as s:
         return [_account(u) for u in s.scalars(select(ReviewUser).order_by(ReviewUser.name))]

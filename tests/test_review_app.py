@@ -23,7 +23,7 @@ from store import Store
 from store import rubrics as rubric_store
 from store.export import PairFilter, export_pairs
 from store.lineage import trace_pair
-from store.models import PairFlag, ReviewSlot, RubricRecord, RubricReview
+from store.models import PairFlag, ReviewSlot, ReviewUser, RubricRecord, RubricReview
 from tests.review_seed import accounts, seed_drafts, seed_pairs
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -184,6 +184,44 @@ def test_one_time_password_must_be_replaced_and_no_secret_reaches_the_store_or_l
     assert b"$argon2id$" in raw
     for secret in (password, own, "env-secret-that-must-not-leak"):
         assert secret.encode() not in raw and secret not in caplog.text
+
+
+def test_a_reset_password_ends_the_accounts_sessions_and_must_be_replaced(tmp_path):
+    """`review user reset NAME`: the old password and every open session stop working, the new
+    one-time password opens only the page that replaces it; a session that changes its own password
+    goes on, another session of the account ends."""
+    db = tmp_path / "reset.db"
+    runner = CliRunner()
+    res = runner.invoke(cli_app, ["--db", str(db), "review", "user", "add", "dr-c"])
+    first = re.search(r"not stored\): (\S+)", res.output).group(1)
+    store = Store(f"sqlite:///{db}")
+    try:
+        lost, other = client_for(store), client_for(store)
+        csrf = login(lost, "dr-c", first)
+        own = "my own long passphrase"
+        assert lost.post("/password", data={"csrf": csrf, "new": own, "again": own},
+                         follow_redirects=False).status_code == 303
+        assert lost.get("/", follow_redirects=False).status_code == 200  # its own change keeps it logged in
+        login(other, "dr-c", own)
+        assert other.get("/", follow_redirects=False).status_code == 200
+
+        res = runner.invoke(cli_app, ["--db", str(db), "review", "user", "reset", "dr-c"])
+        assert res.exit_code == 0, res.output
+        fresh = re.search(r"not stored\): (\S+)", res.output).group(1)
+        for client in (lost, other):  # both sessions were opened with the replaced password
+            assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+        token = CSRF.search(other.get("/login").text).group(1)
+        old = other.post("/login", data={"csrf": token, "name": "dr-c", "password": own}, follow_redirects=False)
+        assert old.status_code == 401
+        login(other, "dr-c", fresh)
+        assert other.get("/", follow_redirects=False).headers["location"] == "/password"
+        with store.session() as s:
+            row = s.scalars(select(ReviewUser).where(ReviewUser.name == "dr-c")).one()
+            assert row.must_change_password and fresh not in row.password_hash
+    finally:
+        store.dispose()
+    nobody = runner.invoke(cli_app, ["--db", str(db), "review", "user", "reset", "dr-nobody"])
+    assert nobody.exit_code == 2 and "no user 'dr-nobody'" in nobody.output
 
 
 # -- decisions: stale forms, claims, validation -----------------------------------------------------------

@@ -164,6 +164,8 @@ def create_app(store: Store, config: ReviewConfig, secret: str | None = None) ->
         if problem:
             return state.render(request, "password.html", 422, account=who, min_length=config.min_password_length,
                                 error=problem)
+        # this session goes on with the new password (any other session of the account ends)
+        auth.log_in(request.session, review_store.user_by_id(store, who.id), store)
         request.session["flash"] = "password changed"
         return RedirectResponse("/", status_code=303)
 

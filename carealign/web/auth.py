@@ -52,6 +52,14 @@ def add_account(store: Store, name: str, role: str, nbytes: int) -> str:
     return password
 
 
+def reset_account(store: Store, name: str, nbytes: int) -> str:
+    """A new one-time password for an existing account (only its hash is stored). Every session of
+    the account ends: it was opened with the old password (``account_of``)."""
+    password = new_password(nbytes)
+    review_store.reset_password(store, name, hash_password(password))
+    return password
+
+
 def check_password(store: Store, name: str, password: str) -> Account | None:
     """The account when name and password match an active account, else ``None``."""
     account = review_store.user_by_name(store, name)
@@ -63,6 +71,7 @@ def check_password(store: Store, name: str, password: str) -> Account | None:
         return None
     if HASHER.check_needs_rehash(account.password_hash):
         review_store.set_password_hash(store, account.id, HASHER.hash(password))
+        account = review_store.user_by_id(store, account.id)
     return account
 
 
@@ -108,8 +117,15 @@ def check_csrf(session: dict[str, Any], sent: str | None) -> None:
 def log_in(session: dict[str, Any], account: Account, store: Store) -> None:
     """A fresh session for the account (a new CSRF token: a token seen before login is useless after)."""
     session.clear()
-    session.update({"uid": account.id, "name": account.name, "store": store_fingerprint(store)})
+    session.update({"uid": account.id, "name": account.name, "store": store_fingerprint(store),
+                    "pw": password_mark(account)})
     csrf_token(session)
+
+
+def password_mark(account: Account) -> str:
+    """Which password a session was opened with (a digest of its hash, never the hash): a session
+    of a password since replaced or reset is over."""
+    return hashlib.sha256(account.password_hash.encode()).hexdigest()[:16]
 
 
 def account_of(session: dict[str, Any], store: Store) -> Account:
@@ -118,7 +134,8 @@ def account_of(session: dict[str, Any], store: Store) -> Account:
     if uid is None or fp != store_fingerprint(store):
         raise NotLoggedIn
     account = review_store.user_by_id(store, int(uid))
-    if account is None or not account.active or account.name != session.get("name"):
+    if (account is None or not account.active or account.name != session.get("name")
+            or session.get("pw") != password_mark(account)):
         session.clear()
         raise NotLoggedIn
     return account
