@@ -350,6 +350,8 @@ class ReviewUser(Base):
     role: Mapped[str] = mapped_column(String(16))  # reviewer | admin
     password_hash: Mapped[str] = mapped_column(String(255))
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=True)  # the printed one is for one login
+    # moved on by a reset or the user's own change (not by a rehash): sessions of an older epoch end
+    password_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

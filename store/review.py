@@ -53,10 +53,12 @@ class Account:
     password_hash: str
     active: bool
     must_change_password: bool
+    password_epoch: int = 0  # sessions remember it: a reset or the user's own change ends the older ones
 
 
 def _account(u: ReviewUser) -> Account:
-    return Account(int(u.id), u.name, u.role, u.password_hash, bool(u.active), bool(u.must_change_password))
+    return Account(int(u.id), u.name, u.role, u.password_hash, bool(u.active), bool(u.must_change_password),
+                   int(u.password_epoch or 0))
 
 
 # -- accounts ---------------------------------------------------------------------------------------
@@ -91,8 +93,8 @@ def set_password_hash(store: Store, user_id: int, password_hash: str, changed_by
     """Replace a stored hash: the account's own new password (the one-time one is then spent), or a
     rehash of the same password when argon2's parameters change."""
     values: dict[str, Any] = {"password_hash": password_hash}
-    if changed_by_user:
-        values["must_change_password"] = False
+    if changed_by_user:  # a new password: the sessions of the old one end (a rehash keeps them)
+        values.update(must_change_password=False, password_epoch=ReviewUser.password_epoch + 1)
     with store.session() as s:
         s.execute(update(ReviewUser).where(ReviewUser.id == user_id).values(**values))
 
@@ -102,7 +104,8 @@ def reset_password(store: Store, name: str, password_hash: str) -> None:
     name with no account is a ``StoreError``."""
     with store.session() as s:
         done = s.execute(update(ReviewUser).where(ReviewUser.name == name)
-                         .values(password_hash=password_hash, must_change_password=True))
+                         .values(password_hash=password_hash, must_change_password=True,
+                                 password_epoch=ReviewUser.password_epoch + 1))
         if done.rowcount != 1:
             raise StoreError(f"no user {name!r} (see `review report` for the accounts)")
 

@@ -52,6 +52,28 @@ def test_the_first_failure_cancels_the_others_and_is_raised_unwrapped():
     assert sorted(cancelled) == [0, 2]
 
 
+def test_cancelling_the_node_cancels_its_branches():
+    cancelled: list[int] = []
+
+    async def slow(i: int) -> int:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.append(i)
+            raise
+        return i
+
+    async def run() -> None:
+        node = asyncio.ensure_future(each(slow(i) for i in range(3)))
+        await asyncio.sleep(0.01)
+        node.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await node
+
+    asyncio.run(run())
+    assert sorted(cancelled) == [0, 1, 2]
+
+
 def test_updates_merge_as_the_reducers_would():
     updates = [{"candidate_ids": [3]}, {"failures": ["generate[m:1]: HTTP 500"]}, {"candidate_ids": [5]},
                {"unusable": ["generate[m:3]: empty answer"]}, {}]

@@ -186,29 +186,50 @@ def test_one_time_password_must_be_replaced_and_no_secret_reaches_the_store_or_l
         assert secret.encode() not in raw and secret not in caplog.text
 
 
-def test_a_reset_password_ends_the_accounts_sessions_and_must_be_replaced(tmp_path):
+def test_a_reset_password_ends_the_accounts_sessions_and_must_be_replaced(tmp_path, monkeypatch):
     """`review user reset NAME`: the old password and every open session stop working, the new
-    one-time password opens only the page that replaces it; a session that changes its own password
-    goes on, another session of the account ends."""
+    one-time password opens only the page that replaces it. A session that changes its own password
+    goes on and the account's other sessions end; a rehash of the same password (new argon2
+    parameters) ends none."""
+    import argon2
+
+    from carealign.web import auth
+
     db = tmp_path / "reset.db"
     runner = CliRunner()
     res = runner.invoke(cli_app, ["--db", str(db), "review", "user", "add", "dr-c"])
     first = re.search(r"not stored\): (\S+)", res.output).group(1)
     store = Store(f"sqlite:///{db}")
+
+    def logged_in(client: TestClient) -> bool:
+        return client.get("/", follow_redirects=False).status_code == 200
+
+    def change(client: TestClient, csrf: str, new: str) -> None:
+        assert client.post("/password", data={"csrf": csrf, "new": new, "again": new},
+                           follow_redirects=False).status_code == 303
+
     try:
-        lost, other = client_for(store), client_for(store)
-        csrf = login(lost, "dr-c", first)
+        mine, other, third = client_for(store), client_for(store), client_for(store)
         own = "my own long passphrase"
-        assert lost.post("/password", data={"csrf": csrf, "new": own, "again": own},
-                         follow_redirects=False).status_code == 303
-        assert lost.get("/", follow_redirects=False).status_code == 200  # its own change keeps it logged in
+        change(mine, login(mine, "dr-c", first), own)
+        assert logged_in(mine)  # its own change keeps it logged in
         login(other, "dr-c", own)
-        assert other.get("/", follow_redirects=False).status_code == 200
+        csrf = CSRF.search(mine.get("/").text).group(1)
+        change(mine, csrf, own + " two")
+        assert logged_in(mine) and not logged_in(other)  # the other session had the old password
+        own += " two"
+
+        login(other, "dr-c", own)  # new argon2 parameters: the next login rehashes the stored hash
+        monkeypatch.setattr(auth, "HASHER", argon2.PasswordHasher(time_cost=auth.HASHER.time_cost + 1))
+        login(third, "dr-c", own)
+        with store.session() as s:
+            assert f"t={auth.HASHER.time_cost}" in s.scalars(select(ReviewUser.password_hash)).one()
+        assert logged_in(mine) and logged_in(other) and logged_in(third)  # a rehash ends no session
 
         res = runner.invoke(cli_app, ["--db", str(db), "review", "user", "reset", "dr-c"])
         assert res.exit_code == 0, res.output
         fresh = re.search(r"not stored\): (\S+)", res.output).group(1)
-        for client in (lost, other):  # both sessions were opened with the replaced password
+        for client in (mine, other, third):  # every session was opened with the replaced password
             assert client.get("/", follow_redirects=False).headers["location"] == "/login"
         token = CSRF.search(other.get("/login").text).group(1)
         old = other.post("/login", data={"csrf": token, "name": "dr-c", "password": own}, follow_redirects=False)
@@ -345,9 +366,10 @@ def test_upgrade_from_0005_adds_the_review_tables_keeps_the_data_and_goes_back(d
     with pytest.raises(Exception, match="carealign db upgrade"):
         old.ensure_schema()
     old.upgrade()
-    assert old.current_revision() == "0006"
+    assert old.current_revision() == "0007"
     inspector = inspect(old.engine)
     assert {"review_users", "review_slots", "pair_flags"} <= set(inspector.get_table_names())
+    assert "password_epoch" in {c["name"] for c in inspector.get_columns("review_users")}
     assert "ix_judgments_criterion_kind" in {i["name"] for i in inspector.get_indexes("judgments")}
     with old.session() as s:
         assert s.get(RubricRecord, rid).instruction == [{"role": "user", "content": "kept?"}]

@@ -85,8 +85,8 @@ def test_ensure_schema_creates_every_model_table_at_head_revision(raw_store: Sto
     tables = set(inspect(raw_store.engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
     assert tables - set(Base.metadata.tables) == {"alembic_version"}
-    assert raw_store.current_revision() == "0006"
-    assert raw_store.head_revision() == "0006"
+    assert raw_store.current_revision() == "0007"
+    assert raw_store.head_revision() == "0007"
 
 
 def test_ensure_schema_twice_is_a_noop(raw_store: Store, monkeypatch: pytest.MonkeyPatch):
@@ -98,7 +98,7 @@ def test_ensure_schema_twice_is_a_noop(raw_store: Store, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(Store, "upgrade", no_upgrade)
     raw_store.ensure_schema()
-    assert raw_store.current_revision() == "0006"
+    assert raw_store.current_revision() == "0007"
     assert count(raw_store, Item) == 3
     # a second Store on the same database opens it without migrating either
     again = Store(raw_store.url)
@@ -133,7 +133,7 @@ def test_ensure_schema_refuses_older_revision_and_says_run_db_upgrade(raw_store:
         raw_store.ensure_schema()
     message = str(info.value)
     assert "carealign db upgrade" in message
-    assert "0000" in message and "0006" in message
+    assert "0000" in message and "0007" in message
     # it did not migrate on its own
     assert raw_store.current_revision() == "0000"
     assert set(inspect(raw_store.engine).get_table_names()) == {"alembic_version"}
@@ -863,7 +863,7 @@ def test_upgrade_from_0001_keeps_the_data_and_adds_the_new_tables(db_url: str):
     with pytest.raises(StoreError, match="carealign db upgrade"):
         old.ensure_schema()  # a command never migrates by itself
     old.upgrade()
-    assert old.current_revision() == "0006"
+    assert old.current_revision() == "0007"
     new_tables = {"candidate_scores", "rubrics", "rubric_reviews", "check_answers"}
     assert new_tables <= set(inspect(old.engine).get_table_names())
     with old.session() as s:
@@ -887,7 +887,7 @@ def test_upgrade_from_0004_keeps_the_data_and_adds_training_pairs_and_lineage_in
     with old.session() as s:
         pair_id = s.scalar(select(PreferencePair.id))
     old.upgrade()
-    assert old.current_revision() == "0006"
+    assert old.current_revision() == "0007"
     inspector = inspect(old.engine)
     assert "training_pairs" in inspector.get_table_names()
     indexes = {t: {i["name"] for i in inspector.get_indexes(t)}
@@ -920,4 +920,4 @@ def _init_store(url: str) -> str:
 def test_workers_starting_together_on_an_empty_postgresql_database_all_succeed(pg_url: str):
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(4) as pool:
-        assert pool.map(_init_store, [pg_url] * 4) == ["0006"] * 4
+        assert pool.map(_init_store, [pg_url] * 4) == ["0007"] * 4

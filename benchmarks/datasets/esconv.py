@@ -106,8 +106,9 @@ def read_esconv_tsv(path: str | Path, limit: int | None = None) -> list[dict[str
     `` EOS ``; a supporter text starts with its ``[strategy]``. Consecutive lines of one dialogue
     overlap (a turn index the file skips stays missing); a line that does not continue the previous
     one starts the next dialogue (the file's first turns of a dialogue may be missing too).
-    The leading flag is not used. ``limit`` keeps the first dialogues and reads no line after the
-    one that starts the next (the last kept dialogue is only complete there)."""
+    The leading flag is not used. ``limit`` keeps the first dialogues and parses no line after the
+    one that starts the next (the last kept dialogue is only complete there); the file's text is
+    loaded whole, as for JSON, so its encoding is checked throughout."""
     path = Path(path)
     text = _read_text(path)
     dialogues: list[tuple[int, dict[int, tuple[str, str, str | None]]]] = []
@@ -183,7 +184,7 @@ def detect_format(path: str | Path) -> str:
 
 def read_seeds(path: str | Path, fmt: str = AUTO, limit: int | None = None) -> list[dict[str, Any]]:
     """Seed dialogues; ``fmt`` auto detects the format from the content. ``limit`` keeps the first
-    dialogues and reads no further (in a tsv, up to the line that starts the next dialogue)."""
+    dialogues and parses no further (in a tsv, up to the line that starts the next dialogue)."""
     if fmt == AUTO:
         fmt = detect_format(path)
     if fmt == "esconv-json":

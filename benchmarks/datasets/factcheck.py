@@ -376,11 +376,10 @@ def read_mapped(path: str | Path, mapping: dict[str, Any], report: InputReport |
             resplit.compare(line, record, made)
         return made
 
-    try:
-        return report.collect(records, item)
-    finally:
-        if resplit is not None:
-            report.warnings += resplit.warnings(path)
+    items = report.collect(records, item)
+    if resplit is not None:
+        report.warnings += resplit.warnings(path)
+    return items
 
 
 def load_dataset(path: str | Path, mapping: dict[str, Any] | str | None = None,

@@ -164,8 +164,12 @@ def create_app(store: Store, config: ReviewConfig, secret: str | None = None) ->
         if problem:
             return state.render(request, "password.html", 422, account=who, min_length=config.min_password_length,
                                 error=problem)
-        # this session goes on with the new password (any other session of the account ends)
+        # this session goes on with the new password (any other session of the account ends), with
+        # a fresh CSRF token and the items it skipped still skipped
+        skipped = request.session.get("skip")
         auth.log_in(request.session, review_store.user_by_id(store, who.id), store)
+        if skipped:
+            request.session["skip"] = skipped
         request.session["flash"] = "password changed"
         return RedirectResponse("/", status_code=303)
 

@@ -3,7 +3,9 @@
 A session cookie is signed (Starlette's SessionMiddleware, itsdangerous) with a secret that is never
 stored: it comes from the environment variable ``review.secret_env`` names, or is made at random when
 the server starts. The cookie holds the account id and name, the store's fingerprint (a cookie made
-for another store is refused even with the same secret) and the CSRF token every form carries.
+for another store is refused even with the same secret), the account's password epoch (a reset or
+a new password ends the sessions of the old one; a cookie from before epochs existed logs in again)
+and the CSRF token every form carries.
 """
 
 from __future__ import annotations
@@ -118,14 +120,8 @@ def log_in(session: dict[str, Any], account: Account, store: Store) -> None:
     """A fresh session for the account (a new CSRF token: a token seen before login is useless after)."""
     session.clear()
     session.update({"uid": account.id, "name": account.name, "store": store_fingerprint(store),
-                    "pw": password_mark(account)})
+                    "epoch": account.password_epoch})
     csrf_token(session)
-
-
-def password_mark(account: Account) -> str:
-    """Which password a session was opened with (a digest of its hash, never the hash): a session
-    of a password since replaced or reset is over."""
-    return hashlib.sha256(account.password_hash.encode()).hexdigest()[:16]
 
 
 def account_of(session: dict[str, Any], store: Store) -> Account:
@@ -135,7 +131,7 @@ def account_of(session: dict[str, Any], store: Store) -> Account:
         raise NotLoggedIn
     account = review_store.user_by_id(store, int(uid))
     if (account is None or not account.active or account.name != session.get("name")
-            or session.get("pw") != password_mark(account)):
+            or session.get("epoch") != account.password_epoch):
         session.clear()
         raise NotLoggedIn
     return account

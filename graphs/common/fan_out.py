@@ -23,8 +23,10 @@ async def each(branches: Iterable[Awaitable[T]]) -> list[T]:
     """Every branch at once; the results in branch order. The first exception cancels the branches
     still running and is raised unwrapped (not as an ``ExceptionGroup``: the item's failure reason
     stays the branch's own)."""
-    tasks = [asyncio.ensure_future(b) for b in branches]
+    tasks: list[asyncio.Future[T]] = []
     try:
+        for branch in branches:  # inside the try: a branch that cannot start stops those already started
+            tasks.append(asyncio.ensure_future(branch))
         return list(await asyncio.gather(*tasks))
     except BaseException:
         for t in tasks:
