@@ -177,7 +177,9 @@ def test_an_actor_killed_mid_run_is_restarted_and_nothing_is_lost_or_duplicated(
     cfg = tmp_path / "ray.toml"
     cfg.write_text(RAY_TOML)
     result: dict[str, Any] = {}
-    with FakeOpenAIServer(latency=0.02) as server:
+    # slow enough replies that the run outlasts the actor's restart (a few seconds): at 20 ms the
+    # other actor could finish every item first, and the restarted one would have nothing to take
+    with FakeOpenAIServer(latency=0.25) as server:
         server.responder = scripted(SCORES)
         args = ["--config", str(cfg), "--db", pg_url, "--base-url", server.base_url, "--concurrency", "4",
                 "--executor", "ray", "--workers", "2", "generate", str(src), "--n", "2"]
