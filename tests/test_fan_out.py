@@ -29,8 +29,8 @@ def test_branches_run_at_once_and_results_keep_branch_order():
     assert asyncio.run(run()) == [0, 1, 2]
 
 
-def test_the_first_failure_cancels_the_others_and_is_raised_unwrapped():
-    cancelled: list[int] = []
+def slow_branch(cancelled: list[int]):
+    """A branch that would run for 5 s and notes its index when it is cancelled."""
 
     async def slow(i: int) -> int:
         try:
@@ -39,6 +39,13 @@ def test_the_first_failure_cancels_the_others_and_is_raised_unwrapped():
             cancelled.append(i)
             raise
         return i
+
+    return slow
+
+
+def test_the_first_failure_cancels_the_others_and_is_raised_unwrapped():
+    cancelled: list[int] = []
+    slow = slow_branch(cancelled)
 
     async def broken() -> int:
         await asyncio.sleep(0.01)
@@ -54,14 +61,7 @@ def test_the_first_failure_cancels_the_others_and_is_raised_unwrapped():
 
 def test_cancelling_the_node_cancels_its_branches():
     cancelled: list[int] = []
-
-    async def slow(i: int) -> int:
-        try:
-            await asyncio.sleep(5)
-        except asyncio.CancelledError:
-            cancelled.append(i)
-            raise
-        return i
+    slow = slow_branch(cancelled)
 
     async def run() -> None:
         node = asyncio.ensure_future(each(slow(i) for i in range(3)))
