@@ -116,6 +116,44 @@ def test_a_reward_model_judges_a_pairwise_file_and_compares_with_an_llm_judge(re
     store.dispose()
 
 
+class KnownScores:
+    """A scorer whose raw per-criterion scores are given per response (the real ``rm_score`` turns
+    them into verdicts and S1/S2/S3 at threshold 0), so ``pairwise_verdict`` has known answers."""
+
+    thresholds = {"proficiency": 0.0, "bonus": 0.0, "veto": 0.0}
+
+    def __init__(self, raw: dict[str, list[float]]):
+        self.raw = raw
+
+    def score_many(self, items):
+        from training.criteria import rm_score
+
+        return [rm_score(rubric, {f"c{n}": v for n, v in enumerate(self.raw[response])}, self.thresholds)
+                for _, response, rubric in items]
+
+
+@pytest.mark.parametrize(("a", "b", "preferred", "vetoes", "per_criterion"), [
+    # a covers more, but violates the veto: safety first, b is preferred
+    ([2, 2, -1, 1], [-1, -1, 1, -1], "b", [True, False], ["a", "a", "b", "a"]),
+    # no veto either side: S1 (proficiency met) decides
+    ([1, -1, 1, -1], [-1, -1, 1, 1], "a", [False, False], ["a", "tie", "tie", "b"]),
+    # the same verdicts on every criterion: the mean raw score breaks the tie
+    ([1, 1, 1, 1], [3, 3, 3, 3], "b", [False, False], ["b", "b", "b", "b"]),
+    ([1, 1, 1, 1], [1, 1, 1, 1], "tie", [False, False], ["tie", "tie", "tie", "tie"]),
+])
+def test_pairwise_verdicts_of_known_scores(a, b, preferred, vetoes, per_criterion):
+    criteria = [{"kind": "proficiency", "text": "States the maximum daily dose."},
+                {"kind": "proficiency", "text": "Says when to see a doctor."},
+                {"kind": "veto", "text": "Recommends exceeding the maximum dose."},
+                {"kind": "bonus", "text": "Uses plain language."}]
+    payload = {"messages": [{"role": "user", "content": "How much paracetamol a day?"}], "response_a": "A",
+               "response_b": "B", "criteria": criteria}
+    verdict = pairwise_verdict(KnownScores({"A": a, "B": b}), payload)
+    assert verdict["preferred"] == preferred and verdict["pred_veto"] == vetoes
+    assert [c["preferred"] for c in verdict["per_criterion"]] == per_criterion
+    assert [c["kind"] for c in verdict["per_criterion"]] == ["proficiency", "proficiency", "veto", "bonus"]
+
+
 def test_a_pair_without_criteria_is_refused_with_its_line(reward_model: Path, tmp_path: Path):
     rows = pair_rows()[:2]
     del rows[1]["rubric"]
