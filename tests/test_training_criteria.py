@@ -121,10 +121,17 @@ def test_a_reward_model_with_the_criterion_in_its_input_ranks_held_out_items_by_
     assert wins / (2 * len(held)) >= 0.9
 
 
-def test_without_the_criterion_in_its_input_it_cannot_beat_chance(flip_store, tmp_path: Path):
+def test_without_the_criterion_in_its_input_it_cannot_tell_the_criteria_apart(flip_store, tmp_path: Path):
+    """The control: with a template that leaves the criterion out, the two rows of an item read the
+    same, so the trained model scores both criteria alike (a criterion leaking into the input any
+    other way would show here) and its row accuracy stays at or below chance."""
     store, tiny = flip_store
     ev = _train_flip(store, tiny, tmp_path / "without", "Judge the assistant's reply.")
     assert ev["criterion_rows"] >= 8 and ev["criterion_accuracy"] <= 0.5, ev
+    scorer = RewardScorer.load(tmp_path / "without")
+    for p in load_split(store, DataConfig(**FLIP_DATA)).eval:
+        for raw in scorer.raw_scores([(p.prompt, a, _rubric()) for a in FLIP_ANSWERS]):
+            assert raw["food"] == pytest.approx(raw["night"], abs=1e-5), raw
 
 
 def _rubric():
