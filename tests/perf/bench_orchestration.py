@@ -39,7 +39,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -182,25 +181,6 @@ def write_inputs(folder: Path, pipeline: str, items: int) -> tuple[Path, list[st
     return path, cmd
 
 
-def pg_database() -> tuple[str, Any]:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    name = f"carealign_bench_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d "
-                              "AND pid <> pg_backend_pid()"), {"d": name})
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-    return make_url(PG_URL).set(database=name).render_as_string(hide_password=False), drop
-
-
 def recorded(db: str) -> tuple[dict[str, int], float]:
     """Rows the command stored, and the seconds its runs' claim loops took (its own figure)."""
     from store import Store
@@ -273,6 +253,8 @@ def main() -> None:
                     help="folder for the JSON and the profile summary")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    from tests.perf.bench_store import throwaway_database  # the parent alone needs the store
+
     load0 = os.getloadavg()
     result: dict[str, Any] = {"benchmark": "orchestration_cpu", "latency_s": args.latency,
                               "capacity": args.capacity, "concurrency": args.concurrency, "items": args.items,
@@ -313,7 +295,7 @@ def main() -> None:
                 on_sqlite = next((r for r in runs if r["pipeline"] == pipeline), None)
                 if on_sqlite is None:
                     continue
-                url, drop = pg_database()
+                url, drop = throwaway_database()
                 try:
                     pg = {"db": "postgresql", **run_pipeline(base_url, pipeline, on_sqlite["items"],
                                                              args.concurrency, url, folder)}
@@ -330,7 +312,7 @@ def main() -> None:
             result["runs"] = runs
             if args.profile_items and args.profile_pipeline in args.pipelines.split(","):
                 prof = args.out / f"{args.profile_pipeline}.prof"
-                url, drop = pg_database() if args.profile_db == "postgresql" else \
+                url, drop = throwaway_database() if args.profile_db == "postgresql" else \
                     (f"sqlite:///{folder / 'profile.db'}", lambda: None)
                 try:
                     profiled = run_pipeline(base_url, args.profile_pipeline, args.profile_items, args.concurrency,

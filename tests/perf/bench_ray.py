@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from tests.helpers import write_jsonl  # noqa: E402
+from tests.perf.bench_store import throwaway_database  # noqa: E402
 
 PG_URL = os.environ.get("CAREALIGN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -126,23 +126,6 @@ class TreeCPU:
 
 
 # -- one command -----------------------------------------------------------------------------------
-def fresh_database() -> tuple[str, callable]:
-    name = f"carealign_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d "
-                              "AND pid <> pg_backend_pid()"), {"d": name})
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-    return url, drop
-
-
 def run_stats(url: str) -> dict:
     engine = create_engine(url)
     try:
@@ -158,7 +141,7 @@ def run_command(base_url: str, src: Path, cfg: Path, executor: str, workers: int
                 fixed: dict | None = None) -> dict:
     """One command on a fresh database. With ``fixed`` (the same command over a couple of items: its
     start-up and Ray's), the marginal CPU per request is given too: what each further request costs."""
-    url, drop = fresh_database()
+    url, drop = throwaway_database()
     try:
         extra = ["--executor", "ray", "--workers", str(workers)] if executor == "ray" else []
         start = time.perf_counter()

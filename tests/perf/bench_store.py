@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,10 +81,22 @@ def pg_database() -> tuple[str | None, str | None]:
 
 
 def drop_pg(url: str) -> None:
+    """Drop a database made by ``pg_database``, ending any connection still open to it."""
+    name = make_url(url).database
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}"'))
+        c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d "
+                       "AND pid <> pg_backend_pid()"), {"d": name})
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
     admin.dispose()
+
+
+def throwaway_database() -> tuple[str, Callable[[], None]]:
+    """A new PostgreSQL database and the function that drops it; PostgreSQL must be reachable."""
+    url, problem = pg_database()
+    if url is None:
+        raise SystemExit(f"{problem} at {make_url(PG_URL).render_as_string(hide_password=True)}")
+    return url, lambda: drop_pg(url)
 
 
 def main() -> None:
