@@ -186,7 +186,7 @@ def test_one_time_password_must_be_replaced_and_no_secret_reaches_the_store_or_l
         assert secret.encode() not in raw and secret not in caplog.text
 
 
-def test_a_reset_password_ends_the_accounts_sessions_and_must_be_replaced(tmp_path, monkeypatch):
+def test_a_reset_password_ends_the_accounts_sessions_and_must_be_replaced(db_url, monkeypatch):
     """`review user reset NAME`: the old password and every open session stop working, the new
     one-time password opens only the page that replaces it. A session that changes its own password
     goes on and the account's other sessions end; a rehash of the same password (new argon2
@@ -195,11 +195,11 @@ def test_a_reset_password_ends_the_accounts_sessions_and_must_be_replaced(tmp_pa
 
     from carealign.web import auth
 
-    db = tmp_path / "reset.db"
+    db = db_url
     runner = CliRunner()
     res = runner.invoke(cli_app, ["--db", str(db), "review", "user", "add", "dr-c"])
     first = re.search(r"not stored\): (\S+)", res.output).group(1)
-    store = Store(f"sqlite:///{db}")
+    store = Store(db)
 
     def logged_in(client: TestClient) -> bool:
         return client.get("/", follow_redirects=False).status_code == 200
