@@ -168,14 +168,20 @@ def bootstrap_draws(n: int, n_resamples: int = 1000, seed: int | None = 0, confi
     return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
 
 
-def resample_counts(draws: np.ndarray, per_example: np.ndarray) -> np.ndarray:
+def resample_counts(draws: np.ndarray, per_example: np.ndarray, max_cells: int = 4_000_000) -> np.ndarray:
     """Column sums of ``per_example`` (one row per example) over each resample of ``draws``, as an
     ``(n_resamples, columns)`` array: count statistics of every resample in one matrix product
-    instead of one Python pass per resample."""
+    instead of one Python pass per resample. Resamples go ``max_cells // n`` at a time, so the
+    multiplicity matrix stays small (about 32 MB) however many texts there are."""
     n_resamples, n = draws.shape
-    rows = np.arange(n_resamples)[:, None] * n
-    multiplicity = np.bincount((draws + rows).ravel(), minlength=n_resamples * n).reshape(n_resamples, n)
-    return multiplicity @ per_example
+    chunk = max(1, max_cells // n)
+    out = []
+    for start in range(0, n_resamples, chunk):
+        part = draws[start:start + chunk]
+        offsets = np.arange(len(part))[:, None] * n
+        multiplicity = np.bincount((part + offsets).ravel(), minlength=len(part) * n).reshape(len(part), n)
+        out.append(multiplicity @ per_example)
+    return np.concatenate(out)
 
 
 def bootstrap_result(point: float, values: np.ndarray, confidence: float) -> BootstrapResult:

@@ -33,6 +33,7 @@ from benchmarks.metrics import (
     macro_f1,
     prf_from_counts,
     prf_from_labels,
+    resample_counts,
     weighted_f1,
 )
 from benchmarks.strategy_metrics import normalise_strategy, preference_bias, strategy_report
@@ -117,6 +118,15 @@ def test_factcheck_bootstrap_matches_one_pass_per_resample(unsure):
                          n_resamples=400, seed=11)
         assert fast[name] == slow, name
     assert 0.0 < fast["veracity_f1"].lo < fast["veracity_f1"].hi < 1.0
+
+
+def test_resample_counts_are_the_same_in_one_pass_or_many():
+    rng = np.random.default_rng(4)
+    per_text = rng.integers(0, 2, size=(50, 3))
+    draws = rng.integers(0, 50, size=(37, 50))
+    by_hand = np.array([per_text[d].sum(axis=0) for d in draws])
+    assert (resample_counts(draws, per_text) == by_hand).all()
+    assert (resample_counts(draws, per_text, max_cells=120) == by_hand).all()  # 2 resamples a pass
 
 
 def test_factcheck_bootstrap_rejects_a_bad_text_before_resampling():
